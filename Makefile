@@ -1,0 +1,133 @@
+# shmfs: System V shared memory as a FUSE file system.
+#   make run     install what is missing, build, mount at $(MNT)
+#   make check   install what is missing, build, run every test
+VERSION := 0.1.0
+SOVERSION := 1
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR := $(PREFIX)/bin
+LIBDIR := $(PREFIX)/lib
+INCDIR := $(PREFIX)/include
+MANDIR := $(PREFIX)/share/man
+PCDIR := $(LIBDIR)/pkgconfig
+MNT ?= /shm
+PYTHON := /usr/bin/python3
+PYTEST_ARGS ?=
+
+CC ?= gcc
+B := build
+WARN := -Wall -Wextra -Werror
+CFLAGS ?= -O2 -g
+SAN ?=
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN) -std=gnu11 -D_GNU_SOURCE -Iinclude \
+	-DSHMFS_VERSION='"$(VERSION)"'
+FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
+FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
+
+DAEMON_SRC := src/shmfs_main.c src/ops.c src/seg.c src/perm.c src/sysinfo.c \
+	src/pubtab.c
+CORE_SRC := src/seg.c src/perm.c
+LIB_SRC := lib/shmfs.c
+PRELOAD_SRC := lib/shmfs.c lib/preload.c
+
+DAEMON := $(B)/shmfs
+LIBSO := $(B)/libshmfs.so.$(SOVERSION)
+LIBA := $(B)/libshmfs.a
+PRELOAD := $(B)/libshmfs-preload.so
+UNIT := $(B)/test_seg $(B)/test_perm
+
+.PHONY: all deps run stop check unit pytest install uninstall clean bench
+INSTALLED := $(DAEMON) $(LIBSO) $(B)/libshmfs.so $(LIBA) $(PRELOAD) \
+	$(B)/shmfs.pc
+all: $(INSTALLED) $(UNIT) progs
+
+$(B):
+	mkdir -p $(B)/obj $(B)/pic
+
+$(DAEMON): $(DAEMON_SRC) $(wildcard src/*.h include/*.h) | $(B)
+	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) -o $@ $(DAEMON_SRC) $(FUSE_LIBS) -lpthread
+
+$(LIBSO): $(LIB_SRC) $(wildcard lib/*.h include/*.h) | $(B)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-soname,libshmfs.so.$(SOVERSION) \
+		-Wl,--version-script=lib/libshmfs.map -o $@ $(LIB_SRC) -lpthread
+$(B)/libshmfs.so: $(LIBSO)
+	ln -sf libshmfs.so.$(SOVERSION) $@
+$(LIBA): $(LIB_SRC) $(wildcard lib/*.h include/*.h) | $(B)
+	$(CC) $(ALL_CFLAGS) -c -o $(B)/obj/shmfs.o lib/shmfs.c
+	rm -f $@ && ar rcs $@ $(B)/obj/shmfs.o
+$(PRELOAD): $(PRELOAD_SRC) $(wildcard lib/*.h include/*.h) | $(B)
+	$(CC) $(ALL_CFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ $(PRELOAD_SRC) \
+		-ldl -lpthread
+
+$(B)/test_%: tests/unit/test_%.c $(CORE_SRC) $(wildcard src/*.h) | $(B)
+	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(CORE_SRC) -lpthread
+
+# Made every time: PREFIX may differ between `make` and `make install`.
+.PHONY: FORCE
+FORCE:
+$(B)/shmfs.pc: shmfs.pc.in FORCE | $(B)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		-e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' $< >$@
+
+# Test and example programs: every tests/progs/*.c and examples/*.c.
+PROGS := $(patsubst tests/progs/%.c,$(B)/progs/%,$(wildcard tests/progs/*.c)) \
+	$(patsubst examples/%.c,$(B)/progs/%,$(wildcard examples/*.c))
+.PHONY: progs
+progs: $(PROGS)
+$(B)/progs/%: tests/progs/%.c | $(B)
+	@mkdir -p $(B)/progs
+	$(CC) $(ALL_CFLAGS) -o $@ $< -lpthread
+$(B)/progs/%: examples/%.c $(LIBSO) $(B)/libshmfs.so | $(B)
+	@mkdir -p $(B)/progs
+	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(B) -lshmfs -Wl,-rpath,$(abspath $(B))
+
+deps:
+	@sh scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/run.sh "$(MNT)"
+
+stop:
+	@if mountpoint -q "$(MNT)"; then fusermount3 -u "$(MNT)" && \
+		echo "shmfs: unmounted $(MNT)"; else echo "shmfs: $(MNT) is not mounted"; fi
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit pytest
+
+unit: $(UNIT)
+	@for t in $(UNIT); do echo "== $$t"; $$t || exit 1; done
+
+pytest: all
+	$(PYTHON) -m pytest -p no:cacheprovider -q $(PYTEST_ARGS) tests
+
+# Benchmarks against the kernel's SysV shm (see bench/README.md).
+BENCH_ARGS ?=
+bench: deps
+	@$(MAKE) --no-print-directory all
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+install: $(INSTALLED)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
+		$(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 755 $(DAEMON) $(DESTDIR)$(BINDIR)/shmfs
+	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libshmfs.so.$(SOVERSION)
+	ln -sf libshmfs.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libshmfs.so
+	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libshmfs.a
+	install -m 755 $(PRELOAD) $(DESTDIR)$(LIBDIR)/libshmfs-preload.so
+	install -m 644 include/shmfs.h $(DESTDIR)$(INCDIR)/shmfs.h
+	install -m 644 $(B)/shmfs.pc $(DESTDIR)$(PCDIR)/shmfs.pc
+	install -m 644 shmfs.1 $(DESTDIR)$(MANDIR)/man1/shmfs.1
+	install -m 644 libshmfs.3 $(DESTDIR)$(MANDIR)/man3/libshmfs.3
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/shmfs $(DESTDIR)$(LIBDIR)/libshmfs.so.$(SOVERSION) \
+		$(DESTDIR)$(LIBDIR)/libshmfs.so $(DESTDIR)$(LIBDIR)/libshmfs.a \
+		$(DESTDIR)$(LIBDIR)/libshmfs-preload.so $(DESTDIR)$(INCDIR)/shmfs.h \
+		$(DESTDIR)$(PCDIR)/shmfs.pc $(DESTDIR)$(MANDIR)/man1/shmfs.1 \
+		$(DESTDIR)$(MANDIR)/man3/libshmfs.3
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,199 @@
+/*
+ * The wire protocol between libshmfs and the shmfs daemon.  Both sides
+ * include this header; nothing in it is part of the public API.
+ *
+ * Names inside a mount (never of the form 0x%08x, so no key directory
+ * can clash with them):
+ *   .ctl          control node; a client opens it once and issues the
+ *                 ioctls below on that descriptor
+ *   .id/<shmid>   the segment file of <shmid>, found without a scan; the
+ *                 same inode as /<key>/<shmid>
+ *   status        the table in the format of /proc/sysvipc/shm
+ *   .table        symlink to the published table (below), when there is one
+ *
+ * Sessions: a process has a session from its first open of .ctl until it
+ * has closed every descriptor of .ctl it opened; the kernel tells the
+ * daemon of each close synchronously (FLUSH), also at exit and at exec
+ * (open it O_CLOEXEC), so the end of a session detaches everything the
+ * process still had attached before exit or exec returns to anyone.
+ *
+ * Attach: with a session, open .id/<shmid> with SHMFS_ATTACH_FLAGS added
+ * to O_RDONLY (SHM_RDONLY) or O_RDWR; the daemon checks SysV read (and
+ * write) permission and counts one attach for the calling process; mmap
+ * the descriptor and close it (the mapping keeps the memory).  Without a
+ * session the open fails with EPROTO: a process that inherited .ctl
+ * without the fork protocol (forked before it had attachments) starts
+ * one with SHMFS_IOC_SESSION on the inherited descriptor.  Detach: SHMFS_IOC_DETACH after
+ * munmap.  Before fork(2) the client sends SHMFS_IOC_FORK so that the
+ * daemon counts the child's inherited attaches before fork returns; the
+ * child claims them (and a session for the .ctl it inherited) with
+ * SHMFS_IOC_FORK_CHILD; the parent undoes them with SHMFS_IOC_FORK_ABORT
+ * if fork failed.
+ *
+ * All integers are native-endian; every ioctl is _IOWR so that the reply
+ * comes back in the same buffer.  An ioctl fails with the errno the SysV
+ * call would give.
+ */
+#ifndef SHMFS_PROTO_H
+#define SHMFS_PROTO_H
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+
+#define SHMFS_PROTO_VERSION 1
+
+#define SHMFS_CTL_NAME ".ctl"
+#define SHMFS_ID_DIR ".id"
+#define SHMFS_STATUS_NAME "status"
+#define SHMFS_TABLE_NAME ".table"
+
+/* Open flags that mark an open of a segment file as a SysV attach. */
+#define SHMFS_ATTACH_FLAGS (O_NONBLOCK | O_NOFOLLOW)
+
+/* Mode bits beyond 0777, as Linux reports them in shm_perm.mode. */
+#define SHMFS_SHM_DEST 01000
+#define SHMFS_SHM_LOCKED 02000
+
+/* shmid = seq << SHMFS_ID_SHIFT | slot, as Linux builds ids. */
+#define SHMFS_ID_SHIFT 15
+#define SHMFS_MAX_SLOTS (1 << SHMFS_ID_SHIFT)
+
+struct shmfs_hello {
+	uint32_t version;	/* out: SHMFS_PROTO_VERSION */
+	uint32_t page_size;	/* out: the daemon's page size */
+};
+
+struct shmfs_get {
+	int32_t key;		/* in */
+	int32_t flags;		/* in: shmflg as given to shmget */
+	uint64_t size;		/* in */
+	int32_t shmid;		/* out */
+	int32_t pad;
+};
+
+/* One shmid_ds, fixed width; mode carries SHMFS_SHM_DEST/_LOCKED. */
+struct shmfs_ds {
+	int32_t key;
+	int32_t shmid;
+	uint32_t uid;
+	uint32_t gid;
+	uint32_t cuid;
+	uint32_t cgid;
+	uint32_t mode;
+	uint32_t seq;
+	uint64_t segsz;
+	int64_t atime;
+	int64_t dtime;
+	int64_t ctime;
+	int32_t cpid;
+	int32_t lpid;
+	uint64_t nattch;
+};
+
+/* IPC_INFO */
+struct shmfs_info {
+	uint64_t shmmax;
+	uint64_t shmmin;
+	uint64_t shmmni;
+	uint64_t shmseg;
+	uint64_t shmall;
+};
+
+/* SHM_INFO */
+struct shmfs_shm_info {
+	int32_t used_ids;
+	int32_t pad;
+	uint64_t shm_tot;	/* pages of all live segments */
+	uint64_t shm_rss;	/* pages resident */
+	uint64_t shm_swp;
+	uint64_t swap_attempts;
+	uint64_t swap_successes;
+};
+
+/*
+ * shmctl.  cmd is the Linux command number (IPC_STAT, SHM_STAT, ...).
+ * In: id (shmid, or slot index for SHM_STAT/SHM_STAT_ANY), cmd, for
+ * IPC_SET u.ds.uid/gid/mode, for SHM_LOCK the caller's RLIMIT_MEMLOCK
+ * soft limit in bytes (UINT64_MAX: unlimited).  Out: ret, the value
+ * shmctl returns, and u filled as the command defines.
+ */
+struct shmfs_ctl {
+	int32_t id;
+	int32_t cmd;
+	int32_t ret;
+	int32_t pad;
+	uint64_t memlock;
+	union {
+		struct shmfs_ds ds;
+		struct shmfs_info info;
+		struct shmfs_shm_info shm_info;
+	} u;
+};
+
+struct shmfs_fork {
+	uint64_t token;		/* out of FORK, in to FORK_CHILD/_ABORT */
+	uint32_t count;		/* out of FORK: attaches counted for the child */
+	uint32_t pad;
+};
+
+/* shmdt: one attach of shmid by the calling process ends. */
+struct shmfs_detach {
+	int32_t shmid;
+	int32_t pad;
+};
+
+/* SysV permission check without an attach: mask of 4 (r), 2 (w), 1 (x). */
+struct shmfs_access {
+	int32_t shmid;
+	int32_t mask;
+};
+
+/*
+ * The published table: a read-only file the daemon keeps up to date, so
+ * that shmget of an existing key and IPC_STAT need no request.  It holds
+ * what /proc/sysvipc/shm shows anyone, nothing more.  Readers use the
+ * seqlocks: a count that is odd, or that changed while reading, means
+ * "read again".  key_seq guards the key chains, each entry's seq guards
+ * the entry.  Chains link slot + 1 values; 0 ends a chain.
+ */
+#define SHMFS_TABLE_MAGIC 0x53484d54u	/* "SHMT" */
+#define SHMFS_TABLE_VERSION 1
+#define SHMFS_TABLE_BUCKETS (1u << 16)
+
+struct shmfs_table_entry {
+	uint32_t seq;
+	uint32_t live;		/* 1 while the shmid exists */
+	uint32_t key_next;	/* next slot + 1 in the key's chain */
+	uint32_t pad;
+	struct shmfs_ds ds;
+};
+
+struct shmfs_table {
+	uint32_t magic;
+	uint32_t version;
+	uint32_t page_size;
+	uint32_t max_slots;
+	int32_t daemon_pid;	/* readers stop trusting the table when it exits */
+	uint32_t key_seq;
+	uint32_t buckets[SHMFS_TABLE_BUCKETS];
+	struct shmfs_table_entry entries[SHMFS_MAX_SLOTS];
+};
+
+static inline uint32_t shmfs_table_bucket(int32_t key)
+{
+	return ((uint32_t)key * 2654435761u) >> 16 & (SHMFS_TABLE_BUCKETS - 1);
+}
+
+#define SHMFS_IOC_MAGIC 'S'
+#define SHMFS_IOC_HELLO _IOWR(SHMFS_IOC_MAGIC, 1, struct shmfs_hello)
+#define SHMFS_IOC_GET _IOWR(SHMFS_IOC_MAGIC, 2, struct shmfs_get)
+#define SHMFS_IOC_CTL _IOWR(SHMFS_IOC_MAGIC, 3, struct shmfs_ctl)
+#define SHMFS_IOC_FORK _IOWR(SHMFS_IOC_MAGIC, 4, struct shmfs_fork)
+#define SHMFS_IOC_FORK_CHILD _IOWR(SHMFS_IOC_MAGIC, 5, struct shmfs_fork)
+#define SHMFS_IOC_FORK_ABORT _IOWR(SHMFS_IOC_MAGIC, 6, struct shmfs_fork)
+#define SHMFS_IOC_ACCESS _IOWR(SHMFS_IOC_MAGIC, 7, struct shmfs_access)
+#define SHMFS_IOC_DETACH _IOWR(SHMFS_IOC_MAGIC, 8, struct shmfs_detach)
+#define SHMFS_IOC_SESSION _IOWR(SHMFS_IOC_MAGIC, 9, struct shmfs_hello)
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * The published table: a file on a tmpfs, mode 0444, mapped here and read
+ * by every client.  Only this file writes it, always under the table lock
+ * (seg.c calls in with it held), so each entry has one writer; readers
+ * follow the seqlock protocol in shmfs_proto.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pubtab.h"
+#include "shmfs_proto.h"
+
+static struct shmfs_table *tab;
+static char tab_path[PATH_MAX];
+
+static void seq_begin(uint32_t *seq)
+{
+	__atomic_store_n(seq, *seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static void seq_end(uint32_t *seq)
+{
+	__atomic_store_n(seq, *seq + 1, __ATOMIC_RELEASE);
+}
+
+static void pub_set(int slot, const struct shmfs_ds *ds)
+{
+	struct shmfs_table_entry *e;
+
+	if (!tab)
+		return;
+	e = &tab->entries[slot];
+	seq_begin(&e->seq);
+	e->ds = *ds;
+	e->live = 1;
+	seq_end(&e->seq);
+}
+
+static void pub_clear(int slot)
+{
+	struct shmfs_table_entry *e;
+
+	if (!tab)
+		return;
+	e = &tab->entries[slot];
+	seq_begin(&e->seq);
+	e->live = 0;
+	seq_end(&e->seq);
+}
+
+static void pub_key_add(key_t key, int slot)
+{
+	uint32_t *head;
+
+	if (!tab)
+		return;
+	head = &tab->buckets[shmfs_table_bucket(key)];
+	seq_begin(&tab->key_seq);
+	tab->entries[slot].key_next = *head;
+	*head = (uint32_t)slot + 1;
+	seq_end(&tab->key_seq);
+}
+
+static void pub_key_del(key_t key, int slot)
+{
+	uint32_t *link;
+
+	if (!tab)
+		return;
+	seq_begin(&tab->key_seq);
+	for (link = &tab->buckets[shmfs_table_bucket(key)]; *link;
+	     link = &tab->entries[*link - 1].key_next)
+		if (*link == (uint32_t)slot + 1) {
+			*link = tab->entries[slot].key_next;
+			tab->entries[slot].key_next = 0;
+			break;
+		}
+	seq_end(&tab->key_seq);
+}
+
+const struct seg_publisher pubtab_publisher = {
+	.set = pub_set,
+	.clear = pub_clear,
+	.key_add = pub_key_add,
+	.key_del = pub_key_del,
+};
+
+/* Tables of daemons that died without cleaning up. */
+static void pubtab_sweep(const char *dir)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char path[PATH_MAX];
+		int pid;
+
+		if (sscanf(de->d_name, "table.%d", &pid) != 1 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(d);
+}
+
+int pubtab_open(const char *dir)
+{
+	size_t size = sizeof(struct shmfs_table);
+	void *map;
+	int fd, err;
+
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	pubtab_sweep(dir);
+	snprintf(tab_path, sizeof(tab_path), "%s/table.%d", dir, (int)getpid());
+	fd = open(tab_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+		  0444);
+	if (fd < 0) {
+		err = -errno;
+		tab_path[0] = '\0';
+		return err;
+	}
+	/* O_CREAT honours the umask; readers need the read bits. */
+	if (fchmod(fd, 0444) < 0 || ftruncate(fd, (off_t)size) < 0) {
+		err = -errno;
+		goto fail;
+	}
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		err = -errno;
+		goto fail;
+	}
+	close(fd);
+	tab = map;
+	tab->version = SHMFS_TABLE_VERSION;
+	tab->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
+	tab->max_slots = SHMFS_MAX_SLOTS;
+	tab->daemon_pid = (int32_t)getpid();
+	__atomic_store_n(&tab->magic, SHMFS_TABLE_MAGIC, __ATOMIC_RELEASE);
+	return 0;
+fail:
+	close(fd);
+	unlink(tab_path);
+	tab_path[0] = '\0';
+	return err;
+}
+
+void pubtab_close(void)
+{
+	if (tab) {
+		__atomic_store_n(&tab->magic, 0, __ATOMIC_RELEASE);
+		munmap(tab, sizeof(*tab));
+		tab = NULL;
+	}
+	if (tab_path[0])
+		unlink(tab_path);
+	tab_path[0] = '\0';
+}
+
+const char *pubtab_path(void)
+{
+	return tab_path[0] ? tab_path : NULL;
+}

@@ -1,0 +1,1414 @@
+/*
+ * The shmid_ds table.  A segment lives in a slot; its shmid is the slot's
+ * sequence number shifted over the slot index, so a stale shmid never
+ * names a later segment in the same slot.  Keys and shmids are found
+ * through a hash and the slot array; two-level bitmaps give the lowest
+ * free slot and the highest used one without a scan.
+ *
+ * Attaches are counted per process: a ref is "this process holds one
+ * attach of this segment".  Refs are made by an attach open and by fork
+ * (the child's, pending until the child claims them), and go at shmdt
+ * (seg_detach) or when the process ends its session: a process has a
+ * session while it holds the control node open, and the kernel tells us
+ * synchronously when it closes it, also at exit and exec.
+ * nattch is the number of refs.
+ *
+ * The memory of every segment is a range of one sparse memfd, the arena:
+ * one descriptor however many segments there are.  Ranges are handed out
+ * in order and never reused (the arena's 2^62 bytes of offsets outlast
+ * any daemon), so a new segment always starts as holes, that is zeros;
+ * a segment's range is punched out when the shmid is gone and no handle
+ * (open file, mapping) is left.  The object itself also stays while the
+ * front end holds lookups on it (seg_forget), so that its serial never
+ * names another.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "seg.h"
+
+#define KEY_BUCKETS (1u << 16)
+#define SERIAL_BUCKETS (1u << 16)
+#define PROC_BUCKETS (1u << 12)
+#define SLOT_WORDS (SHMFS_MAX_SLOTS / 64)
+#define SUM_WORDS (SLOT_WORDS / 64)
+#define SEQ_MAX 0xffff
+#define DEFAULT_SHMMAX (~0ULL - (1ULL << 24))
+#define DEFAULT_SHMALL (~0ULL - (1ULL << 24))
+#define DEFAULT_SHMMNI 4096
+
+struct seg_handle;
+struct fork_pending;
+struct proc;
+
+struct ref {
+	struct seg *seg;
+	struct proc *proc;		/* owner, or NULL while pending */
+	struct fork_pending *fp;	/* set while the child has not claimed */
+	struct ref *o_next;
+	struct ref *o_prev;
+};
+
+struct proc {
+	pid_t tgid;
+	uint32_t sessions;	/* control node opens not yet closed */
+	uint32_t nrefs;
+	struct ref *refs;
+	struct proc *next;
+};
+
+struct fork_pending {
+	uint64_t token;
+	pid_t parent;
+	struct ref *refs;
+	struct fork_pending *next;
+};
+
+struct seg {
+	uint64_t serial;
+	struct shmfs_ds ds;
+	uint64_t pages;
+	uint64_t handles;
+	uint64_t nlookup;
+	int slot;
+	bool has_memory;	/* its arena range is not punched out yet */
+	uint64_t offset;	/* of its range in the arena */
+	uid_t lock_uid;		/* charged for SHM_LOCK */
+	bool removed;
+	bool freed;
+	struct seg *key_next;
+	struct seg *serial_next;
+};
+
+struct seg_handle {
+	struct seg *seg;
+	struct seg_handle *next;
+	struct seg_handle *prev;
+};
+
+struct slot {
+	struct seg *seg;
+	uint16_t seq;
+};
+
+/* Pages one user has SHM_LOCKed. */
+struct lock_user {
+	uid_t uid;
+	uint64_t pages;
+	struct lock_user *next;
+};
+static struct lock_user *lock_users;
+
+static struct {
+	pthread_mutex_t lock;
+	struct seg_config cfg;
+	struct slot slots[SHMFS_MAX_SLOTS];
+	uint64_t used[SLOT_WORDS];
+	uint64_t any_used[SUM_WORDS];	/* word i has a used slot */
+	uint64_t all_used[SUM_WORDS];	/* word i is full */
+	struct seg *by_key[KEY_BUCKETS];
+	struct seg *by_serial[SERIAL_BUCKETS];
+	struct proc *procs[PROC_BUCKETS];
+	struct fork_pending *forks;
+	struct seg_handle *handles;
+	int arena;		/* the memfd behind every segment */
+	uint64_t arena_next;	/* offset of the next segment's range */
+	uint64_t next_serial;
+	uint64_t next_token;
+	uint32_t nused;
+	uint32_t nprivate;	/* IPC_PRIVATE segments that still have a name */
+	uint64_t tot_pages;
+	uint64_t nobjects;
+	uint64_t nhandles;
+	uint64_t nprocs;
+	uint64_t npending;
+} T = { .lock = PTHREAD_MUTEX_INITIALIZER, .arena = -1 };
+
+#define ARENA_SIZE (1ULL << 62)
+
+static inline void unlockp(pthread_mutex_t **m)
+{
+	if (*m)
+		pthread_mutex_unlock(*m);
+}
+
+/* Holds the table lock until the end of the enclosing block. */
+#define TABLE_LOCK()                                                         \
+	pthread_mutex_t *table_lock_ __attribute__((cleanup(unlockp))) =      \
+		(pthread_mutex_lock(&T.lock), &T.lock)
+
+static int64_t seg_now(void)
+{
+	return T.cfg.now();
+}
+
+static int64_t default_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+/* ---- slots ---- */
+
+static void slot_mark(int idx, bool used)
+{
+	int w = idx / 64, s = w / 64;
+	uint64_t bit = 1ULL << (idx % 64), sbit = 1ULL << (w % 64);
+
+	if (used)
+		T.used[w] |= bit;
+	else
+		T.used[w] &= ~bit;
+	if (T.used[w])
+		T.any_used[s] |= sbit;
+	else
+		T.any_used[s] &= ~sbit;
+	if (T.used[w] == ~0ULL)
+		T.all_used[s] |= sbit;
+	else
+		T.all_used[s] &= ~sbit;
+}
+
+static int slot_lowest_free(void)
+{
+	int s;
+
+	for (s = 0; s < SUM_WORDS; s++) {
+		uint64_t notfull = ~T.all_used[s];
+
+		if (notfull) {
+			int w = s * 64 + __builtin_ctzll(notfull);
+
+			return w * 64 + __builtin_ctzll(~T.used[w]);
+		}
+	}
+	return -1;
+}
+
+static int slot_highest_used(void)
+{
+	int s;
+
+	for (s = SUM_WORDS - 1; s >= 0; s--) {
+		if (T.any_used[s]) {
+			int w = s * 64 + 63 - __builtin_clzll(T.any_used[s]);
+
+			return w * 64 + 63 - __builtin_clzll(T.used[w]);
+		}
+	}
+	return -1;
+}
+
+/* The next used slot at or after idx, or -1. */
+static int slot_next_used(int idx)
+{
+	int w;
+
+	if (idx < 0)
+		idx = 0;
+	for (w = idx / 64; w < SLOT_WORDS; w++) {
+		uint64_t bits = T.used[w];
+
+		if (w == idx / 64)
+			bits &= ~0ULL << (idx % 64);
+		if (!bits) {
+			/* skip whole empty summary words */
+			int s = w / 64;
+			uint64_t rest = T.any_used[s] & (~0ULL << (w % 64)) &
+					~(1ULL << (w % 64));
+
+			if (!rest) {
+				w = (s + 1) * 64 - 1;
+				continue;
+			}
+			w = s * 64 + __builtin_ctzll(rest) - 1;
+			continue;
+		}
+		return w * 64 + __builtin_ctzll(bits);
+	}
+	return -1;
+}
+
+/* ---- hashes ---- */
+
+static unsigned key_bucket(key_t key)
+{
+	return ((uint32_t)key * 2654435761u) >> 16 & (KEY_BUCKETS - 1);
+}
+
+static struct seg *key_find(key_t key)
+{
+	struct seg *s;
+
+	for (s = T.by_key[key_bucket(key)]; s; s = s->key_next)
+		if (s->ds.key == key)
+			return s;
+	return NULL;
+}
+
+static void key_insert(struct seg *s)
+{
+	unsigned b = key_bucket(s->ds.key);
+
+	s->key_next = T.by_key[b];
+	T.by_key[b] = s;
+	if (T.cfg.pub)
+		T.cfg.pub->key_add(s->ds.key, s->slot);
+}
+
+static void key_remove(struct seg *s)
+{
+	struct seg **p;
+
+	for (p = &T.by_key[key_bucket(s->ds.key)]; *p; p = &(*p)->key_next)
+		if (*p == s) {
+			*p = s->key_next;
+			break;
+		}
+	if (T.cfg.pub)
+		T.cfg.pub->key_del(s->ds.key, s->slot);
+}
+
+static struct seg *serial_find(uint64_t serial)
+{
+	struct seg *s;
+
+	for (s = T.by_serial[serial & (SERIAL_BUCKETS - 1)]; s;
+	     s = s->serial_next)
+		if (s->serial == serial)
+			return s;
+	return NULL;
+}
+
+static void serial_insert(struct seg *s)
+{
+	unsigned b = s->serial & (SERIAL_BUCKETS - 1);
+
+	s->serial_next = T.by_serial[b];
+	T.by_serial[b] = s;
+}
+
+static void serial_remove(struct seg *s)
+{
+	struct seg **p = &T.by_serial[s->serial & (SERIAL_BUCKETS - 1)];
+
+	for (; *p; p = &(*p)->serial_next)
+		if (*p == s) {
+			*p = s->serial_next;
+			return;
+		}
+}
+
+static struct seg *seg_find_id(int shmid)
+{
+	struct seg *s;
+
+	if (shmid < 0)
+		return NULL;
+	s = T.slots[shmid & (SHMFS_MAX_SLOTS - 1)].seg;
+	return s && s->ds.shmid == shmid ? s : NULL;
+}
+
+/* ---- publishing ---- */
+
+static void publish(const struct seg *s)
+{
+	if (T.cfg.pub && !s->freed)
+		T.cfg.pub->set(s->slot, &s->ds);
+}
+
+/* ---- limits ---- */
+
+void seg_limits_now(struct seg_limits *l)
+{
+	struct seg_limits host = { 0 };
+	const struct seg_limits *g = &T.cfg.given;
+
+	if ((!g->shmmax || !g->shmall || !g->shmmni || !g->shmseg) &&
+	    T.cfg.host_limits)
+		T.cfg.host_limits(&host);
+	l->shmmax = g->shmmax ? g->shmmax :
+				host.shmmax ? host.shmmax : DEFAULT_SHMMAX;
+	l->shmall = g->shmall ? g->shmall :
+				host.shmall ? host.shmall : DEFAULT_SHMALL;
+	l->shmmni = g->shmmni ? g->shmmni :
+				host.shmmni ? host.shmmni : DEFAULT_SHMMNI;
+	if (l->shmmni > SHMFS_MAX_SLOTS)
+		l->shmmni = SHMFS_MAX_SLOTS;
+	l->shmmin = g->shmmin ? g->shmmin : 1;
+	l->shmseg = g->shmseg ? g->shmseg : l->shmmni;
+}
+
+/* ---- processes and refs ---- */
+
+static struct proc *proc_find(pid_t tgid)
+{
+	struct proc *p;
+
+	for (p = T.procs[(unsigned)tgid & (PROC_BUCKETS - 1)]; p; p = p->next)
+		if (p->tgid == tgid)
+			return p;
+	return NULL;
+}
+
+static struct proc *proc_get(pid_t tgid)
+{
+	struct proc *p = proc_find(tgid);
+	unsigned b = (unsigned)tgid & (PROC_BUCKETS - 1);
+
+	if (p)
+		return p;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	p->tgid = tgid;
+	p->next = T.procs[b];
+	T.procs[b] = p;
+	T.nprocs++;
+	return p;
+}
+
+static void proc_drop_if_empty(struct proc *p)
+{
+	struct proc **pp;
+
+	if (p->nrefs || p->sessions)
+		return;
+	for (pp = &T.procs[(unsigned)p->tgid & (PROC_BUCKETS - 1)]; *pp;
+	     pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+	free(p);
+	T.nprocs--;
+}
+
+static void olist_insert(struct ref **head, struct ref *r)
+{
+	r->o_prev = NULL;
+	r->o_next = *head;
+	if (*head)
+		(*head)->o_prev = r;
+	*head = r;
+}
+
+static void olist_remove(struct ref **head, struct ref *r)
+{
+	if (r->o_prev)
+		r->o_prev->o_next = r->o_next;
+	else
+		*head = r->o_next;
+	if (r->o_next)
+		r->o_next->o_prev = r->o_prev;
+	r->o_next = r->o_prev = NULL;
+}
+
+static void fork_unlink(struct fork_pending *fp)
+{
+	struct fork_pending **pp;
+
+	for (pp = &T.forks; *pp; pp = &(*pp)->next)
+		if (*pp == fp) {
+			*pp = fp->next;
+			break;
+		}
+	free(fp);
+	T.npending--;
+}
+
+static struct fork_pending *fork_find(uint64_t token)
+{
+	struct fork_pending *fp;
+
+	for (fp = T.forks; fp; fp = fp->next)
+		if (fp->token == token)
+			return fp;
+	return NULL;
+}
+
+static void seg_release_memory(struct seg *s)
+{
+	if (!s->has_memory)
+		return;
+	s->has_memory = false;
+	fallocate(T.arena, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  (off_t)s->offset, (off_t)(s->pages * T.cfg.page_size));
+}
+
+static void seg_maybe_destroy(struct seg *s)
+{
+	if (!s->freed || s->handles || s->nlookup)
+		return;
+	seg_release_memory(s);
+	serial_remove(s);
+	free(s);
+	T.nobjects--;
+}
+
+static void seg_munlock(struct seg *s);
+
+/* The shmid goes: as shm_destroy on Linux. */
+static void seg_sysv_free(struct seg *s)
+{
+	seg_munlock(s);
+	if (!s->removed) {
+		if (s->ds.key != IPC_PRIVATE)
+			key_remove(s);
+		else
+			T.nprivate--;
+		s->removed = true;
+	}
+	if (T.cfg.pub)
+		T.cfg.pub->clear(s->slot);
+	T.slots[s->slot].seg = NULL;
+	slot_mark(s->slot, false);
+	T.nused--;
+	T.tot_pages -= s->pages;
+	s->slot = -1;
+	s->freed = true;
+	if (T.cfg.freed)
+		T.cfg.freed(s->ds.shmid);
+	if (!s->handles)
+		seg_release_memory(s);
+	seg_maybe_destroy(s);
+}
+
+static void seg_rmid(struct seg *s)
+{
+	if (!s->removed) {
+		if (s->ds.key != IPC_PRIVATE)
+			key_remove(s);
+		else
+			T.nprivate--;
+		s->ds.key = IPC_PRIVATE;
+		s->ds.mode |= SHMFS_SHM_DEST;
+		s->removed = true;
+	}
+	if (!s->ds.nattch)
+		seg_sysv_free(s);
+	else
+		publish(s);
+}
+
+/* One detach: as shm_close on Linux. */
+static void ref_detach(struct ref *r, pid_t lpid)
+{
+	struct seg *s = r->seg;
+
+	if (r->fp) {
+		struct fork_pending *fp = r->fp;
+
+		olist_remove(&fp->refs, r);
+		if (!fp->refs)
+			fork_unlink(fp);
+	} else if (r->proc) {
+		struct proc *p = r->proc;
+
+		olist_remove(&p->refs, r);
+		p->nrefs--;
+		proc_drop_if_empty(p);
+	}
+	free(r);
+	s->ds.nattch--;
+	s->ds.dtime = seg_now();
+	s->ds.lpid = lpid;
+	if (!s->ds.nattch && s->removed && !s->freed)
+		seg_sysv_free(s);
+	else
+		publish(s);
+}
+
+/* Undo a pending fork: each of its refs is a detach. */
+static void fork_drop(struct fork_pending *fp, pid_t lpid)
+{
+	if (!fp->refs) {
+		fork_unlink(fp);
+		return;
+	}
+	while (fp->refs) {
+		bool last = fp->refs->o_next == NULL;
+
+		ref_detach(fp->refs, lpid);	/* the last one frees fp */
+		if (last)
+			return;
+	}
+}
+
+/* ---- views ---- */
+
+/* Memory in use: the data extents of its arena range. */
+static uint64_t seg_bytes(const struct seg *s)
+{
+	off_t pos = (off_t)s->offset;
+	off_t end = (off_t)(s->offset + s->pages * T.cfg.page_size);
+	uint64_t bytes = 0;
+
+	if (!s->has_memory)
+		return 0;
+	while (pos < end) {
+		off_t data = lseek(T.arena, pos, SEEK_DATA), hole;
+
+		if (data < 0 || data >= end)
+			break;
+		hole = lseek(T.arena, data, SEEK_HOLE);
+		if (hole < 0 || hole > end)
+			hole = end;
+		bytes += (uint64_t)(hole - data);
+		pos = hole;
+	}
+	return bytes;
+}
+
+static void seg_fill_view(const struct seg *s, struct seg_view *v)
+{
+	v->serial = s->serial;
+	v->ds = s->ds;
+	v->bytes = seg_bytes(s);
+	v->removed = s->removed;
+	v->freed = s->freed;
+	v->slot = s->slot;
+}
+
+static struct perm_obj seg_perm(const struct seg *s)
+{
+	struct perm_obj o = {
+		.uid = s->ds.uid,
+		.gid = s->ds.gid,
+		.cuid = s->ds.cuid,
+		.cgid = s->ds.cgid,
+		.mode = s->ds.mode & 0777,
+	};
+	return o;
+}
+
+/* ---- life cycle ---- */
+
+int seg_init(const struct seg_config *cfg)
+{
+	T.cfg = *cfg;
+	if (!T.cfg.now)
+		T.cfg.now = default_now;
+	if (!T.cfg.page_size)
+		T.cfg.page_size = (size_t)sysconf(_SC_PAGESIZE);
+	T.next_serial = 1;
+	T.next_token = 1;
+	T.arena_next = 0;
+	T.arena = memfd_create("shmfs", MFD_CLOEXEC);
+	if (T.arena < 0)
+		return -errno;
+	if (ftruncate(T.arena, (off_t)ARENA_SIZE) < 0) {
+		int err = -errno;
+
+		close(T.arena);
+		T.arena = -1;
+		return err;
+	}
+	return 0;
+}
+
+void seg_fini(void)
+{
+	unsigned b;
+	TABLE_LOCK();
+
+	while (T.handles) {
+		struct seg_handle *h = T.handles;
+
+		T.handles = h->next;
+		free(h);
+	}
+	while (T.forks) {
+		while (T.forks->refs) {
+			struct ref *r = T.forks->refs;
+
+			olist_remove(&T.forks->refs, r);
+			free(r);
+		}
+		fork_unlink(T.forks);
+	}
+	for (b = 0; b < PROC_BUCKETS; b++)
+		while (T.procs[b]) {
+			struct proc *p = T.procs[b];
+
+			while (p->refs) {
+				struct ref *r = p->refs;
+
+				olist_remove(&p->refs, r);
+				free(r);
+			}
+			T.procs[b] = p->next;
+			free(p);
+		}
+	for (b = 0; b < SERIAL_BUCKETS; b++)
+		while (T.by_serial[b]) {
+			struct seg *s = T.by_serial[b];
+
+			T.by_serial[b] = s->serial_next;
+			seg_release_memory(s);
+			free(s);
+		}
+	while (lock_users) {
+		struct lock_user *u = lock_users;
+
+		lock_users = u->next;
+		free(u);
+	}
+	memset(T.slots, 0, sizeof(T.slots));
+	memset(T.used, 0, sizeof(T.used));
+	memset(T.any_used, 0, sizeof(T.any_used));
+	memset(T.all_used, 0, sizeof(T.all_used));
+	memset(T.by_key, 0, sizeof(T.by_key));
+	T.nused = T.nprivate = 0;
+	if (T.arena >= 0)
+		close(T.arena);
+	T.arena = -1;
+	T.tot_pages = T.nobjects = T.nhandles = T.nprocs = T.npending = 0;
+}
+
+/* ---- shmget ---- */
+
+static int seg_create(key_t key, uint64_t size, int flags,
+		      const struct perm_cred *c, int *shmid)
+{
+	struct seg_limits l;
+	uint64_t page = T.cfg.page_size, pages;
+	struct seg *s;
+	int slot;
+	uint16_t seq;
+
+	seg_limits_now(&l);
+	if (size < l.shmmin || size > l.shmmax)
+		return -EINVAL;
+	if (size > UINT64_MAX - (page - 1))
+		return -ENOSPC;
+	pages = (size + page - 1) / page;
+	if (T.tot_pages + pages < T.tot_pages || T.tot_pages + pages > l.shmall)
+		return -ENOSPC;
+	if (T.nused >= l.shmmni)
+		return -ENOSPC;
+	slot = slot_lowest_free();
+	if (slot < 0)
+		return -ENOSPC;
+
+	if (T.arena < 0 || pages > (ARENA_SIZE - T.arena_next) / page)
+		return -ENOSPC;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+
+	seq = T.slots[slot].seq % SEQ_MAX + 1;	/* 1..SEQ_MAX: never id 0 */
+	T.slots[slot].seq = seq;
+	T.slots[slot].seg = s;
+	slot_mark(slot, true);
+	s->serial = T.next_serial++;
+	s->slot = slot;
+	s->offset = T.arena_next;
+	s->has_memory = true;
+	T.arena_next += pages * page;
+	s->pages = pages;
+	s->ds.key = key;
+	s->ds.shmid = (int32_t)((uint32_t)seq << SHMFS_ID_SHIFT | (uint32_t)slot);
+	s->ds.uid = s->ds.cuid = c->uid;
+	s->ds.gid = s->ds.cgid = c->gid;
+	s->ds.mode = (uint32_t)flags & 0777;
+	s->ds.seq = seq;
+	s->ds.segsz = size;
+	s->ds.ctime = seg_now();
+	s->ds.cpid = c->pid;
+	serial_insert(s);
+	publish(s);
+	if (key != IPC_PRIVATE)
+		key_insert(s);
+	else
+		T.nprivate++;
+	T.nused++;
+	T.tot_pages += pages;
+	T.nobjects++;
+	*shmid = s->ds.shmid;
+	return 0;
+}
+
+int seg_get(key_t key, uint64_t size, int flags, struct perm_cred *c,
+	    int *shmid)
+{
+	struct seg *s;
+	TABLE_LOCK();
+
+	if (key == IPC_PRIVATE)
+		return seg_create(key, size, flags, c, shmid);
+	s = key_find(key);
+	if (!s) {
+		if (!(flags & IPC_CREAT))
+			return -ENOENT;
+		return seg_create(key, size, flags, c, shmid);
+	}
+	if ((flags & (IPC_CREAT | IPC_EXCL)) == (IPC_CREAT | IPC_EXCL))
+		return -EEXIST;
+	if (size > s->ds.segsz)
+		return -EINVAL;
+	struct perm_obj o = seg_perm(s);
+	int err = perm_check(c, &o, perm_fold((unsigned)flags & 0777));
+	if (err)
+		return err;
+	*shmid = s->ds.shmid;
+	return 0;
+}
+
+/* ---- SHM_LOCK ---- */
+
+/*
+ * Locked pages are charged to the user who locked them and limited by
+ * that caller's RLIMIT_MEMLOCK, as Linux's user_shm_lock does; root is
+ * charged but not limited.  The pages themselves are not pinned: the
+ * data lives in the daemon's memfd and the clients' page cache.
+ */
+static struct lock_user *lock_user_find(uid_t uid)
+{
+	struct lock_user *u;
+
+	for (u = lock_users; u; u = u->next)
+		if (u->uid == uid)
+			return u;
+	return NULL;
+}
+
+static int seg_mlock(struct seg *s, const struct perm_cred *c,
+		     uint64_t memlock)
+{
+	uint64_t limit = memlock / T.cfg.page_size;
+	struct lock_user *u;
+
+	if (!perm_is_root(c) && !memlock)
+		return -EPERM;
+	if (s->ds.mode & SHMFS_SHM_LOCKED)
+		return 0;
+	u = lock_user_find(c->uid);
+	if (!perm_is_root(c) && (u ? u->pages : 0) + s->pages > limit)
+		return -ENOMEM;
+	if (!u) {
+		u = calloc(1, sizeof(*u));
+		if (!u)
+			return -ENOMEM;
+		u->uid = c->uid;
+		u->next = lock_users;
+		lock_users = u;
+	}
+	u->pages += s->pages;
+	s->lock_uid = c->uid;
+	s->ds.mode |= SHMFS_SHM_LOCKED;
+	return 0;
+}
+
+static void seg_munlock(struct seg *s)
+{
+	struct lock_user *u, **pp;
+
+	if (!(s->ds.mode & SHMFS_SHM_LOCKED))
+		return;
+	s->ds.mode &= ~(uint32_t)SHMFS_SHM_LOCKED;
+	u = lock_user_find(s->lock_uid);
+	if (!u)
+		return;
+	u->pages -= s->pages < u->pages ? s->pages : u->pages;
+	if (u->pages)
+		return;
+	for (pp = &lock_users; *pp; pp = &(*pp)->next)
+		if (*pp == u) {
+			*pp = u->next;
+			break;
+		}
+	free(u);
+}
+
+/* ---- shmctl ---- */
+
+static void seg_shm_info(struct shmfs_shm_info *si)
+{
+	int idx;
+	uint64_t rss = 0;
+
+	memset(si, 0, sizeof(*si));
+	si->used_ids = (int32_t)T.nused;
+	si->shm_tot = T.tot_pages;
+	for (idx = slot_next_used(0); idx >= 0; idx = slot_next_used(idx + 1))
+		rss += seg_bytes(T.slots[idx].seg);
+	si->shm_rss = rss / T.cfg.page_size;
+}
+
+static int seg_ctl_locked(struct perm_cred *c, struct shmfs_ctl *io)
+{
+	struct seg_limits l;
+	struct perm_obj o;
+	struct seg *s;
+	int err, max;
+
+	/* as ksys_shmctl: before anything else */
+	if (io->cmd < 0 || io->id < 0)
+		return -EINVAL;
+	switch (io->cmd) {
+	case IPC_INFO:
+		seg_limits_now(&l);
+		memset(&io->u.info, 0, sizeof(io->u.info));
+		io->u.info.shmmax = l.shmmax;
+		io->u.info.shmmin = l.shmmin;
+		io->u.info.shmmni = l.shmmni;
+		io->u.info.shmseg = l.shmseg;
+		io->u.info.shmall = l.shmall;
+		max = slot_highest_used();
+		io->ret = max < 0 ? 0 : max;
+		return 0;
+	case SHM_INFO:
+		seg_shm_info(&io->u.shm_info);
+		max = slot_highest_used();
+		io->ret = max < 0 ? 0 : max;
+		return 0;
+	case SHM_STAT:
+	case SHM_STAT_ANY:
+		/* the index is taken modulo the slot count, as Linux does */
+		s = T.slots[io->id & (SHMFS_MAX_SLOTS - 1)].seg;
+		if (!s)
+			return -EINVAL;
+		o = seg_perm(s);
+		if (io->cmd == SHM_STAT && (err = perm_check(c, &o, PERM_R)))
+			return err;
+		io->u.ds = s->ds;
+		io->ret = s->ds.shmid;
+		return 0;
+	case IPC_STAT:
+	case IPC_SET:
+	case IPC_RMID:
+	case SHM_LOCK:
+	case SHM_UNLOCK:
+		break;
+	default:
+		return -EINVAL;
+	}
+
+	s = seg_find_id(io->id);
+	if (!s)
+		return -EINVAL;
+	o = seg_perm(s);
+	io->ret = 0;
+	switch (io->cmd) {
+	case IPC_STAT:
+		if ((err = perm_check(c, &o, PERM_R)))
+			return err;
+		io->u.ds = s->ds;
+		return 0;
+	case IPC_SET:
+		if ((err = perm_owner(c, &o)))
+			return err;
+		if (io->u.ds.uid == (uint32_t)-1 || io->u.ds.gid == (uint32_t)-1)
+			return -EINVAL;
+		s->ds.uid = io->u.ds.uid;
+		s->ds.gid = io->u.ds.gid;
+		s->ds.mode = (s->ds.mode & ~0777u) | (io->u.ds.mode & 0777u);
+		s->ds.ctime = seg_now();
+		publish(s);
+		return 0;
+	case IPC_RMID:
+		if ((err = perm_owner(c, &o)))
+			return err;
+		seg_rmid(s);
+		return 0;
+	default: /* SHM_LOCK, SHM_UNLOCK: owner, creator or root */
+		if ((err = perm_owner(c, &o)))
+			return err;
+		if (io->cmd == SHM_LOCK)
+			err = seg_mlock(s, c, io->memlock);
+		else
+			seg_munlock(s);
+		if (!err)
+			publish(s);
+		return err;
+	}
+}
+
+int seg_ctl(struct perm_cred *c, struct shmfs_ctl *io)
+{
+	TABLE_LOCK();
+	return seg_ctl_locked(c, io);
+}
+
+int seg_access(int shmid, int mask, struct perm_cred *c)
+{
+	struct perm_obj o;
+	struct seg *s;
+	TABLE_LOCK();
+
+	s = seg_find_id(shmid);
+	if (!s)
+		return -EINVAL;
+	o = seg_perm(s);
+	return perm_check(c, &o, mask);
+}
+
+/* ---- names ---- */
+
+static void seg_hold(struct seg *s, bool hold)
+{
+	if (hold)
+		s->nlookup++;
+}
+
+int seg_lookup_name(key_t key, int shmid, bool hold, struct seg_view *v)
+{
+	struct seg *s;
+	TABLE_LOCK();
+
+	s = seg_find_id(shmid);
+	if (!s || s->removed || s->ds.key != key)
+		return -ENOENT;
+	seg_hold(s, hold);
+	seg_fill_view(s, v);
+	return 0;
+}
+
+int seg_lookup_key(key_t key, struct seg_view *v)
+{
+	struct seg *s;
+	TABLE_LOCK();
+
+	s = key == IPC_PRIVATE ? NULL : key_find(key);
+	if (!s)
+		return -ENOENT;
+	seg_fill_view(s, v);
+	return 0;
+}
+
+int seg_lookup_id(int shmid, bool hold, struct seg_view *v)
+{
+	struct seg *s;
+	TABLE_LOCK();
+
+	s = seg_find_id(shmid);
+	if (!s)
+		return -ENOENT;
+	seg_hold(s, hold);
+	seg_fill_view(s, v);
+	return 0;
+}
+
+int seg_lookup_serial(uint64_t serial, struct seg_view *v)
+{
+	struct seg *s;
+	TABLE_LOCK();
+
+	s = serial_find(serial);
+	if (!s)
+		return -ENOENT;
+	seg_fill_view(s, v);
+	return 0;
+}
+
+void seg_forget(uint64_t serial, uint64_t n)
+{
+	struct seg *s;
+	TABLE_LOCK();
+
+	s = serial_find(serial);
+	if (!s)
+		return;
+	s->nlookup = s->nlookup > n ? s->nlookup - n : 0;
+	seg_maybe_destroy(s);
+}
+
+bool seg_key_exists(key_t key)
+{
+	TABLE_LOCK();
+	if (key == IPC_PRIVATE)
+		return T.nprivate > 0;
+	return key_find(key) != NULL;
+}
+
+void seg_walk(int from, int (*fn)(void *arg, const struct seg_view *v),
+	      void *arg)
+{
+	struct seg_view v;
+	int idx;
+	TABLE_LOCK();
+
+	for (idx = slot_next_used(from); idx >= 0;
+	     idx = slot_next_used(idx + 1)) {
+		seg_fill_view(T.slots[idx].seg, &v);
+		if (fn(arg, &v))
+			break;
+	}
+}
+
+int seg_setattr(uint64_t serial, struct perm_cred *c, long mode, long uid,
+		long gid, struct seg_view *v)
+{
+	struct perm_obj o;
+	struct seg *s;
+	int err;
+	TABLE_LOCK();
+
+	s = serial_find(serial);
+	if (!s || s->freed)
+		return -ENOENT;
+	o = seg_perm(s);
+	if ((err = perm_owner(c, &o)))
+		return err;
+	if (mode >= 0 && (mode & ~0777L))
+		return -EINVAL;
+	if (mode >= 0)
+		s->ds.mode = (s->ds.mode & ~0777u) | (uint32_t)mode;
+	if (uid >= 0)
+		s->ds.uid = (uint32_t)uid;
+	if (gid >= 0)
+		s->ds.gid = (uint32_t)gid;
+	s->ds.ctime = seg_now();
+	publish(s);
+	seg_fill_view(s, v);
+	return 0;
+}
+
+int seg_unlink(key_t key, int shmid, struct perm_cred *c)
+{
+	struct perm_obj o;
+	struct seg *s;
+	int err;
+	TABLE_LOCK();
+
+	s = seg_find_id(shmid);
+	if (!s || s->removed || s->ds.key != key)
+		return -ENOENT;
+	o = seg_perm(s);
+	if ((err = perm_owner(c, &o)))
+		return err;
+	seg_rmid(s);
+	return 0;
+}
+
+/* ---- opens and attaches ---- */
+
+static struct ref *ref_new(struct seg *s)
+{
+	struct ref *r = calloc(1, sizeof(*r));
+
+	if (r) {
+		r->seg = s;
+		s->ds.nattch++;
+	}
+	return r;
+}
+
+static void ref_own(struct ref *r, struct proc *p)
+{
+	r->proc = p;
+	r->fp = NULL;
+	olist_insert(&p->refs, r);
+	p->nrefs++;
+}
+
+int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
+	     struct seg_handle **hp)
+{
+	struct seg_limits l;
+	struct seg_handle *h;
+	struct perm_obj o;
+	struct proc *p = NULL;
+	struct seg *s;
+	struct ref *r = NULL;
+	int want, err;
+	TABLE_LOCK();
+
+	s = serial_find(serial);
+	if (!s || s->freed)
+		return -ENOENT;
+	want = accmode == O_RDONLY ? PERM_R :
+	       accmode == O_WRONLY ? PERM_W : PERM_R | PERM_W;
+	o = seg_perm(s);
+	if ((err = perm_check(c, &o, want)))
+		return err;
+	if (attach) {
+		/* without a session nothing would ever end the attach */
+		p = proc_find(c->pid);
+		if (!p || !p->sessions)
+			return -EPROTO;
+		seg_limits_now(&l);
+		if (p->nrefs >= l.shmseg)
+			return -EMFILE;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	if (attach) {
+		r = ref_new(s);
+		if (!r) {
+			free(h);
+			return -ENOMEM;
+		}
+		ref_own(r, p);
+		s->ds.atime = seg_now();
+		s->ds.lpid = c->pid;
+		publish(s);
+	}
+	h->seg = s;
+	h->next = T.handles;
+	if (T.handles)
+		T.handles->prev = h;
+	T.handles = h;
+	s->handles++;
+	T.nhandles++;
+	*hp = h;
+	return 0;
+}
+
+int seg_detach(pid_t tgid, int shmid)
+{
+	struct proc *p;
+	struct ref *r;
+	TABLE_LOCK();
+
+	p = proc_find(tgid);
+	if (!p)
+		return -EINVAL;
+	for (r = p->refs; r; r = r->o_next)
+		if (r->seg->ds.shmid == shmid && !r->seg->freed) {
+			ref_detach(r, tgid);
+			return 0;
+		}
+	return -EINVAL;
+}
+
+void seg_session_open(pid_t tgid)
+{
+	struct proc *p;
+	TABLE_LOCK();
+
+	p = proc_get(tgid);
+	if (p)
+		p->sessions++;
+}
+
+void seg_session_start(pid_t tgid)
+{
+	struct proc *p;
+	TABLE_LOCK();
+
+	p = proc_get(tgid);
+	if (p && !p->sessions)
+		p->sessions = 1;
+}
+
+static struct fork_pending *fork_of_parent(pid_t parent)
+{
+	struct fork_pending *fp, *oldest = NULL;
+
+	for (fp = T.forks; fp; fp = fp->next)
+		if (fp->parent == parent)
+			oldest = fp;	/* the list is newest first */
+	return oldest;
+}
+
+void seg_session_close(pid_t tgid)
+{
+	struct fork_pending *fp;
+	struct proc *p;
+	TABLE_LOCK();
+
+	p = proc_find(tgid);
+	if (p) {
+		if (p->sessions && --p->sessions)
+			return;
+		p->sessions = 0;
+		while (p->refs) {
+			bool last = p->nrefs == 1;
+
+			ref_detach(p->refs, tgid);	/* the last frees p */
+			if (last)
+				return;
+		}
+		proc_drop_if_empty(p);
+		return;
+	}
+	/*
+	 * A child killed before it claimed what it inherited still closes
+	 * the control node it inherited: match it to its parent's pending
+	 * fork.  Closes by vfork children and other strangers find none.
+	 */
+	if (!T.cfg.parent_of || !T.forks)
+		return;
+	fp = fork_of_parent(T.cfg.parent_of(tgid));
+	if (fp)
+		fork_drop(fp, tgid);
+}
+
+void seg_release(struct seg_handle *h)
+{
+	struct seg *s = h->seg;
+	TABLE_LOCK();
+
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		T.handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	free(h);
+	T.nhandles--;
+	s->handles--;
+	if (s->freed && !s->handles)
+		seg_release_memory(s);
+	seg_maybe_destroy(s);
+}
+
+int seg_handle_fd(const struct seg_handle *h)
+{
+	(void)h;
+	return T.arena;
+}
+
+uint64_t seg_handle_offset(const struct seg_handle *h)
+{
+	return h->seg->offset;
+}
+
+uint64_t seg_handle_size(const struct seg_handle *h)
+{
+	return h->seg->ds.segsz;
+}
+
+/* ---- fork ---- */
+
+int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count)
+{
+	struct fork_pending *fp;
+	struct proc *p;
+	struct ref *r;
+	int64_t now;
+	TABLE_LOCK();
+
+	*token = 0;
+	*count = 0;
+	p = proc_find(c->pid);
+	if (!p || !p->nrefs)
+		return 0;
+	fp = calloc(1, sizeof(*fp));
+	if (!fp)
+		return -ENOMEM;
+	fp->token = T.next_token++;
+	fp->parent = c->pid;
+	fp->next = T.forks;
+	T.forks = fp;
+	T.npending++;
+	now = seg_now();
+	for (r = p->refs; r; r = r->o_next) {
+		struct ref *child = ref_new(r->seg);
+
+		if (!child) {
+			fork_drop(fp, c->pid);
+			return -ENOMEM;
+		}
+		child->fp = fp;
+		olist_insert(&fp->refs, child);
+		r->seg->ds.atime = now;
+		r->seg->ds.lpid = c->pid;
+		publish(r->seg);
+		(*count)++;
+	}
+	*token = fp->token;
+	return 0;
+}
+
+int seg_fork_child(struct perm_cred *c, uint64_t token)
+{
+	struct fork_pending *fp;
+	struct proc *p;
+	TABLE_LOCK();
+
+	fp = fork_find(token);
+	if (!fp)
+		return -ESRCH;
+	p = proc_get(c->pid);
+	if (!p)
+		return -ENOMEM;
+	/* the child holds the control node it inherited: its session */
+	p->sessions++;
+	while (fp->refs) {
+		struct ref *r = fp->refs;
+
+		olist_remove(&fp->refs, r);
+		ref_own(r, p);
+	}
+	fork_unlink(fp);
+	return 0;
+}
+
+int seg_fork_abort(struct perm_cred *c, uint64_t token)
+{
+	struct fork_pending *fp;
+	TABLE_LOCK();
+
+	fp = fork_find(token);
+	if (!fp || fp->parent != c->pid)
+		return -ESRCH;
+	fork_drop(fp, c->pid);
+	return 0;
+}
+
+/* ---- status ---- */
+
+#define STATUS_HEADER                                                        \
+	"       key      shmid perms                  size  cpid  lpid "    \
+	"nattch   uid   gid  cuid  cgid      atime      dtime      ctime "  \
+	"                  rss                  swap\n"
+
+int seg_status(char **text, size_t *len)
+{
+	char *buf = NULL;
+	size_t size = 0;
+	FILE *f;
+	int idx;
+	TABLE_LOCK();
+
+	f = open_memstream(&buf, &size);
+	if (!f)
+		return -ENOMEM;
+	fputs(STATUS_HEADER, f);
+	for (idx = slot_next_used(0); idx >= 0;
+	     idx = slot_next_used(idx + 1)) {
+		const struct seg *s = T.slots[idx].seg;
+		const struct shmfs_ds *d = &s->ds;
+
+		fprintf(f,
+			"%10d %10d  %4o %21llu %5d %5d  %5llu %5u %5u %5u %5u "
+			"%10lld %10lld %10lld %21llu %21llu\n",
+			d->key, d->shmid, d->mode,
+			(unsigned long long)d->segsz, d->cpid, d->lpid,
+			(unsigned long long)d->nattch, d->uid, d->gid,
+			d->cuid, d->cgid, (long long)d->atime,
+			(long long)d->dtime, (long long)d->ctime,
+			(unsigned long long)seg_bytes(s), 0ULL);
+	}
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*text = buf;
+	*len = size;
+	return 0;
+}
+
+void seg_get_stats(struct seg_stats *st)
+{
+	TABLE_LOCK();
+	st->used = T.nused;
+	st->tot_pages = T.tot_pages;
+	st->objects = T.nobjects;
+	st->handles = T.nhandles;
+	st->procs = T.nprocs;
+	st->pending_forks = T.npending;
+}

@@ -1,0 +1,135 @@
+/*
+ * The shmid_ds table: segments by key and by shmid, limits, attaches and
+ * the memory behind each segment.  Nothing here knows about FUSE; every
+ * function takes the table lock itself and returns 0 or -errno.
+ */
+#ifndef SHMFS_SEG_H
+#define SHMFS_SEG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "perm.h"
+#include "shmfs_proto.h"
+
+struct seg_limits {
+	uint64_t shmmax;
+	uint64_t shmmin;
+	uint64_t shmall;	/* pages */
+	uint32_t shmmni;
+	uint32_t shmseg;
+};
+
+/* Told of every change a client may read without asking (pubtab.c). */
+struct seg_publisher {
+	void (*set)(int slot, const struct shmfs_ds *ds);
+	void (*clear)(int slot);
+	void (*key_add)(key_t key, int slot);
+	void (*key_del)(key_t key, int slot);
+};
+
+struct seg_config {
+	/* Limits from the command line; 0 means "follow the host". */
+	struct seg_limits given;
+	/* Reads the host's live shmmax, shmall and shmmni (0 where unknown). */
+	void (*host_limits)(struct seg_limits *out);
+	/* Parent of a process, or -1: used only when a forked child died
+	 * before it could claim its inherited attaches. */
+	pid_t (*parent_of)(pid_t tgid);
+	/* Told (under the table lock; must not block) that a shmid is gone
+	 * for good, so the front end can drop names the kernel caches. */
+	void (*freed)(int shmid);
+	/* Clock in whole seconds (tests may replace it). */
+	int64_t (*now)(void);
+	size_t page_size;
+	const struct seg_publisher *pub;	/* may be NULL */
+};
+
+/* What the front end may see of one segment. */
+struct seg_view {
+	uint64_t serial;	/* unique for the life of the daemon */
+	struct shmfs_ds ds;
+	uint64_t bytes;		/* memory in use */
+	bool removed;		/* IPC_RMID'd: no name any more */
+	bool freed;		/* the shmid no longer exists */
+	int slot;
+};
+
+struct seg_handle;
+
+int seg_init(const struct seg_config *cfg);
+void seg_fini(void);
+void seg_limits_now(struct seg_limits *out);
+
+/* shmget */
+int seg_get(key_t key, uint64_t size, int flags, struct perm_cred *c,
+	    int *shmid);
+/* shmctl: every command; io as in shmfs_proto.h */
+int seg_ctl(struct perm_cred *c, struct shmfs_ctl *io);
+/* ipcperm on a live shmid without attaching */
+int seg_access(int shmid, int mask, struct perm_cred *c);
+
+/*
+ * Lookups for names.  With hold, the object stays findable by its serial
+ * until seg_forget() gives the hold back.
+ */
+int seg_lookup_name(key_t key, int shmid, bool hold, struct seg_view *v);
+int seg_lookup_id(int shmid, bool hold, struct seg_view *v);
+/* The one segment of a key other than IPC_PRIVATE. */
+int seg_lookup_key(key_t key, struct seg_view *v);
+int seg_lookup_serial(uint64_t serial, struct seg_view *v);
+void seg_forget(uint64_t serial, uint64_t n);
+bool seg_key_exists(key_t key);
+
+/*
+ * Walk the live segments in slot order from slot `from`; fn returns
+ * nonzero to stop.  Runs under the table lock: fn must not block.
+ */
+void seg_walk(int from, int (*fn)(void *arg, const struct seg_view *v),
+	      void *arg);
+
+/* IPC_SET of single fields, as chmod/chown do it (-1: unchanged). */
+int seg_setattr(uint64_t serial, struct perm_cred *c, long mode, long uid,
+		long gid, struct seg_view *v);
+/* IPC_RMID through a name: only a segment that still has one. */
+int seg_unlink(key_t key, int shmid, struct perm_cred *c);
+
+/*
+ * Opens and attaches.  An attach needs a session: a process has one from
+ * its first open of the control node until it has closed every one
+ * (exit and exec close them too); the session's end detaches all.
+ */
+int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
+	     struct seg_handle **h);
+void seg_release(struct seg_handle *h);
+/* The segment's bytes are at seg_handle_offset() in seg_handle_fd(). */
+int seg_handle_fd(const struct seg_handle *h);
+uint64_t seg_handle_offset(const struct seg_handle *h);
+uint64_t seg_handle_size(const struct seg_handle *h);
+int seg_detach(pid_t tgid, int shmid);
+void seg_session_open(pid_t tgid);
+/* A session for a process that holds .ctl but has none (idempotent). */
+void seg_session_start(pid_t tgid);
+void seg_session_close(pid_t tgid);
+
+/* fork: count the child's inherited attaches before fork returns. */
+int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count);
+int seg_fork_child(struct perm_cred *c, uint64_t token);
+int seg_fork_abort(struct perm_cred *c, uint64_t token);
+
+/* The /proc/sysvipc/shm text of the whole table, malloc'd. */
+int seg_status(char **text, size_t *len);
+
+/* For tests and the stress checker. */
+struct seg_stats {
+	uint32_t used;		/* live shmids */
+	uint64_t tot_pages;	/* pages of live shmids */
+	uint64_t objects;	/* segment objects, freed ones included */
+	uint64_t handles;
+	uint64_t procs;
+	uint64_t pending_forks;
+};
+void seg_get_stats(struct seg_stats *s);
+
+#endif

@@ -1,0 +1,295 @@
+/*
+ * shmfs: parse options, build the table, mount, serve, tear down.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ops.h"
+#include "pubtab.h"
+#include "seg.h"
+#include "sysinfo.h"
+
+
+#ifndef SHMFS_TABLE_DIR
+#define SHMFS_TABLE_DIR "/run/shmfs"
+#endif
+
+struct options {
+	char *shmmax;
+	char *shmmin;
+	char *shmmni;
+	char *shmseg;
+	char *shmall;
+	int verbose;
+	/* Non-option arguments: mount.fuse3 passes "SOURCE MOUNTPOINT". */
+	char *nonopt[2];
+	int n_nonopt;
+};
+
+#define SHMFS_OPT(t, p) { t, offsetof(struct options, p), 1 }
+
+static const struct fuse_opt option_spec[] = {
+	SHMFS_OPT("shmmax=%s", shmmax),
+	SHMFS_OPT("shmmin=%s", shmmin),
+	SHMFS_OPT("shmmni=%s", shmmni),
+	SHMFS_OPT("shmseg=%s", shmseg),
+	SHMFS_OPT("shmall=%s", shmall),
+	SHMFS_OPT("verbose", verbose),
+	FUSE_OPT_END
+};
+
+/* Keep up to two non-option arguments; the mount point is the last. */
+static int opt_proc(void *data, const char *arg, int key,
+		    struct fuse_args *outargs)
+{
+	struct options *o = data;
+
+	(void)outargs;
+	if (key != FUSE_OPT_KEY_NONOPT)
+		return 1;
+	if (o->n_nonopt == 2) {
+		fprintf(stderr, "shmfs: unexpected argument '%s'\n", arg);
+		return -1;
+	}
+	o->nonopt[o->n_nonopt] = strdup(arg);
+	if (!o->nonopt[o->n_nonopt])
+		return -1;
+	o->n_nonopt++;
+	return 0;
+}
+
+static void usage(const char *prog)
+{
+	printf("usage: %s [options] [SOURCE] MOUNTPOINT\n\n"
+	       "System V shared memory as a file system.\n\n"
+	       "shmfs options:\n"
+	       "    -o shmmax=BYTES        largest segment (default: host's "
+	       "kernel.shmmax, live)\n"
+	       "    -o shmmin=BYTES        smallest segment (default: 1)\n"
+	       "    -o shmmni=N            most segments, 1..%d (default: "
+	       "host's kernel.shmmni, live)\n"
+	       "    -o shmseg=N            most attaches per process "
+	       "(default: shmmni)\n"
+	       "    -o shmall=PAGES        most pages in all segments "
+	       "(default: host's kernel.shmall, live)\n"
+	       "    -o verbose             log each error a client causes\n"
+	       "    BYTES take a K, M, G or T suffix (powers of 1024)\n\n",
+	       prog, SHMFS_MAX_SLOTS);
+}
+
+/* A whole number with an optional binary suffix, or false. */
+static bool parse_limit(const char *s, bool suffix, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	if (!s || !*s || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return false;
+	if (suffix && *end) {
+		const char *units = "KMGT", *u = strchr(units, *end);
+
+		if (!u || end[1])
+			return false;
+		shift = 10 * (unsigned)(u - units + 1);
+		if (v > (~0ULL >> shift))
+			return false;
+		end++;
+	}
+	if (*end)
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
+}
+
+static int limit_error(const char *name, const char *val, const char *want)
+{
+	fprintf(stderr, "shmfs: invalid %s '%s': expected %s\n", name, val,
+		want);
+	return -1;
+}
+
+static int parse_limits(const struct options *o, struct seg_limits *l)
+{
+	uint64_t v;
+
+	memset(l, 0, sizeof(*l));
+	if (o->shmmax) {
+		if (!parse_limit(o->shmmax, true, &v) || !v)
+			return limit_error("shmmax", o->shmmax,
+					   "a size in bytes, at least 1");
+		l->shmmax = v;
+	}
+	if (o->shmmin) {
+		if (!parse_limit(o->shmmin, true, &v) || !v)
+			return limit_error("shmmin", o->shmmin,
+					   "a size in bytes, at least 1");
+		l->shmmin = v;
+	}
+	if (l->shmmin && l->shmmax && l->shmmin > l->shmmax)
+		return limit_error("shmmin", o->shmmin,
+				   "a size no larger than shmmax");
+	if (o->shmmni) {
+		if (!parse_limit(o->shmmni, false, &v) || !v ||
+		    v > SHMFS_MAX_SLOTS)
+			return limit_error("shmmni", o->shmmni,
+					   "a count from 1 to 32768");
+		l->shmmni = (uint32_t)v;
+	}
+	if (o->shmseg) {
+		if (!parse_limit(o->shmseg, false, &v) || !v || v > INT32_MAX)
+			return limit_error("shmseg", o->shmseg,
+					   "a count from 1 to 2147483647");
+		l->shmseg = (uint32_t)v;
+	}
+	if (o->shmall) {
+		if (!parse_limit(o->shmall, false, &v) || !v)
+			return limit_error("shmall", o->shmall,
+					   "a number of pages, at least 1");
+		l->shmall = v;
+	}
+	return 0;
+}
+
+static void free_options(struct options *o)
+{
+	free(o->shmmax);
+	free(o->shmmin);
+	free(o->shmmni);
+	free(o->shmseg);
+	free(o->shmall);
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cl;
+	struct fuse_loop_config *loop;
+	struct options o = { 0 };
+	struct seg_config cfg = { 0 };
+	struct fuse_session *se = NULL;
+	int ret = 2, err;
+
+	memset(&cl, 0, sizeof(cl));
+	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) == -1)
+		goto out_args;
+	/* SOURCE (from fstab through mount.fuse3) names nothing: ignore it */
+	if (o.n_nonopt &&
+	    fuse_opt_add_arg(&args, o.nonopt[o.n_nonopt - 1]) != 0)
+		goto out_args;
+	if (fuse_parse_cmdline(&args, &cl) != 0)
+		goto out_args;
+	if (cl.show_help) {
+		usage(argv[0]);
+		fuse_cmdline_help();
+		fuse_lowlevel_help();
+		ret = 0;
+		goto out_args;
+	}
+	if (cl.show_version) {
+		printf("shmfs version %s\n", SHMFS_VERSION);
+		fflush(stdout);
+		fuse_lowlevel_version();
+		ret = 0;
+		goto out_args;
+	}
+	if (parse_limits(&o, &cfg.given) < 0)
+		goto out_args;
+	if (!cl.mountpoint) {
+		fprintf(stderr, "shmfs: no mount point given (try %s --help)\n",
+			argv[0]);
+		goto out_args;
+	}
+	if (access(cl.mountpoint, F_OK) != 0) {
+		fprintf(stderr, "shmfs: mount point %s: %s\n", cl.mountpoint,
+			strerror(errno));
+		ret = 1;
+		goto out_args;
+	}
+
+	ret = 1;
+	sysinfo_init();
+	cfg.host_limits = sysinfo_host_limits;
+	cfg.parent_of = sysinfo_parent;
+	cfg.freed = ops_shmid_freed;
+	cfg.pub = &pubtab_publisher;	/* silent until pubtab_open */
+	err = seg_init(&cfg);
+	if (err) {
+		fprintf(stderr, "shmfs: cannot create the segment arena: %s\n",
+			strerror(-err));
+		goto out_seg;
+	}
+
+	if (fuse_opt_add_arg(&args, "-ofsname=shmfs,subtype=shmfs") != 0)
+		goto out_seg;
+	se = fuse_session_new(&args, &shmfs_ops, sizeof(shmfs_ops), NULL);
+	if (!se) {
+		ret = 2;	/* libfuse has said which option it refused */
+		goto out_seg;
+	}
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, cl.mountpoint) != 0)
+		goto out_signals;
+	err = sysinfo_lift_bdi(cl.mountpoint);
+	if (err)
+		fprintf(stderr, "shmfs: warning: cannot lift the dirty-page "
+			"limit of %s: %s\n", cl.mountpoint, strerror(-err));
+	if (fuse_daemonize(cl.foreground) != 0)
+		goto out_unmount;
+	/* After daemonizing: the table carries the serving process's pid. */
+	err = pubtab_open(SHMFS_TABLE_DIR);
+	if (err)
+		fprintf(stderr, "shmfs: warning: no published table in %s (%s): "
+			"clients will ask the daemon for every IPC_STAT\n",
+			SHMFS_TABLE_DIR, strerror(-err));
+	if (ops_start(se, o.verbose || cl.debug, pubtab_path()) != 0)
+		goto out_unmount;
+
+	if (cl.singlethread) {
+		ret = fuse_session_loop(se);
+	} else {
+		loop = fuse_loop_cfg_create();
+		if (!loop) {
+			ret = 1;
+			goto out_ops;
+		}
+		fuse_loop_cfg_set_clone_fd(loop, (unsigned)cl.clone_fd);
+		/* -o max_threads= when given; libfuse's default otherwise */
+		if (cl.max_threads > 0 && cl.max_threads <= 100000)
+			fuse_loop_cfg_set_max_threads(loop, cl.max_threads);
+		if (cl.max_idle_threads <= 100000)
+			fuse_loop_cfg_set_idle_threads(loop,
+						       cl.max_idle_threads);
+		ret = fuse_session_loop_mt(se, loop);
+		fuse_loop_cfg_destroy(loop);
+	}
+	ret = ret ? 1 : 0;
+out_ops:
+	ops_stop();
+out_unmount:
+	fuse_session_unmount(se);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+out_seg:
+	seg_fini();
+	pubtab_close();
+	sysinfo_fini();
+out_args:
+	free(cl.mountpoint);
+	free_options(&o);
+	free(o.nonopt[0]);
+	free(o.nonopt[1]);
+	fuse_opt_free_args(&args);
+	return ret;
+}

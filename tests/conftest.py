@@ -1,0 +1,273 @@
+"""pytest fixtures: a fresh shmfs daemon per test, always unmounted.
+
+    shmfs                 a mounted daemon (build/shmfs -f -o allow_other DIR)
+    shmfs_factory(opts)   more of them, with extra daemon arguments
+    as_user               run_as_user(cmd, uid=1000, gid=1000, groups=None)
+
+Each mount object has .root, .build, .proc, .stderr_text(), and helpers
+(.path(), .client(), .script(), .alive()).  Teardown closes what the test
+left open through shmfs_client, unmounts with fusermount3 -u (-uz as a
+fallback), waits for the daemon, removes the directory, and fails the test
+if the daemon died, exited non-zero or wrote anything suspicious on stderr.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shmfs_client  # noqa: E402
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TESTS)
+BUILD = os.path.abspath(os.environ.get("SHMFS_BUILD") or os.path.join(REPO, "build"))
+DAEMON = os.path.join(BUILD, "shmfs")
+CLIENT = os.path.join(TESTS, "shmfs_client.py")
+MOUNT_TIMEOUT = 10.0
+EXIT_TIMEOUT = 10.0
+
+SUSPICIOUS = re.compile(
+    r"ERROR|AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|"
+    r"ThreadSanitizer|runtime error|Segmentation|segfault|Assertion|"
+    r"assertion|double free|corrupted|stack smashing|Aborted|BUG|panic|"
+    r"[Dd]eadlock")
+
+
+def run_as_user(cmd, uid=1000, gid=1000, groups=None, timeout=60, **kw):
+    """Run cmd (a list) as uid/gid with exactly the supplementary groups
+    given (none by default) through setpriv; returns CompletedProcess with
+    text stdout/stderr, never raises on a non-zero exit."""
+    pre = ["setpriv", "--reuid=%d" % uid, "--regid=%d" % gid]
+    if groups:
+        pre.append("--groups=" + ",".join(str(g) for g in groups))
+    else:
+        pre.append("--clear-groups")
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    return subprocess.run(pre + [str(c) for c in cmd], timeout=timeout, **kw)
+
+
+def ismounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].encode().decode("unicode_escape")
+            if mp == path:
+                return True
+    return False
+
+
+class Mount:
+    def __init__(self, opts=(), mount=True):
+        self.build = BUILD
+        self.opts = list(opts)
+        self.root = tempfile.mkdtemp(prefix="shmfs-test-")
+        os.chmod(self.root, 0o755)
+        self._errf = tempfile.TemporaryFile(prefix="shmfs-stderr-")
+        self._outf = tempfile.TemporaryFile(prefix="shmfs-stdout-")
+        self.allowed_stderr = []
+        self.expect_exit = None  # a test that kills the daemon sets this
+        self.torn_down = False
+        self.proc = None
+        self.table = None
+        if mount:
+            self.start()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def start(self):
+        if not os.path.exists(DAEMON):
+            pytest.fail("daemon not built: %s (run make all)" % DAEMON)
+        argv = [DAEMON, "-f", "-o", "allow_other"] + self.opts + [self.root]
+        self.argv = argv
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=self._outf, stderr=self._errf)
+        deadline = time.monotonic() + MOUNT_TIMEOUT
+        while True:
+            if ismounted(self.root) and os.path.ismount(self.root):
+                try:
+                    self.table = os.readlink(os.path.join(self.root, ".table"))
+                except OSError:
+                    self.table = None
+                return
+            rc = self.proc.poll()
+            if rc is not None:
+                self._fail_start("daemon exited with status %d before mounting" % rc)
+            if time.monotonic() > deadline:
+                self._fail_start("not mounted after %gs" % MOUNT_TIMEOUT)
+            time.sleep(0.01)
+
+    def _fail_start(self, why):
+        msg = "%s: %s\nstderr:\n%s" % (" ".join(self.argv), why, self.stderr_text())
+        self.teardown(check=False)
+        pytest.fail(msg, pytrace=False)
+
+    def stderr_text(self):
+        self._errf.flush()
+        self._errf.seek(0)
+        return self._errf.read().decode(errors="replace")
+
+    def stdout_text(self):
+        self._outf.seek(0)
+        return self._outf.read().decode(errors="replace")
+
+    def allow_stderr(self, regex):
+        """Declare stderr text this test provokes on purpose."""
+        self.allowed_stderr.append(re.compile(regex))
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None and \
+            ismounted(self.root)
+
+    def teardown(self, check=True):
+        """Unmount and stop; returns a list of problems found."""
+        if self.torn_down:
+            return []
+        self.torn_down = True
+        problems = []
+        shmfs_client.close_all(self.root)
+        died = self.proc is not None and self.proc.poll() is not None
+        if died and self.expect_exit is None:
+            problems.append("daemon died during the test (status %s)"
+                            % self.proc.returncode)
+        if ismounted(self.root):
+            r = subprocess.run(["fusermount3", "-u", self.root],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                if check and not died:
+                    problems.append("fusermount3 -u failed (%s); a descriptor "
+                                    "or mapping was left open" % r.stderr.strip())
+                subprocess.run(["fusermount3", "-uz", self.root],
+                               capture_output=True)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=EXIT_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                problems.append("daemon still running %gs after unmount; killed"
+                                % EXIT_TIMEOUT)
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            rc = self.proc.returncode
+            if self.expect_exit is None:
+                if rc != 0 and not died:
+                    problems.append("daemon exited with status %d" % rc)
+            elif rc != self.expect_exit:
+                problems.append("daemon exited with status %d, expected %d"
+                                % (rc, self.expect_exit))
+        if ismounted(self.root):
+            subprocess.run(["umount", "-l", self.root], capture_output=True)
+            problems.append("still mounted after teardown")
+        if self.table and self.proc is not None and os.path.lexists(self.table):
+            if self.proc.returncode == 0:
+                problems.append("published table %s left behind" % self.table)
+            # a daemon that was killed could not remove it: do it for it
+            try:
+                os.unlink(self.table)
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.root)
+        except OSError as e:
+            problems.append("cannot remove mountpoint: %s" % e)
+        err = self.stderr_text()
+        for line in err.splitlines():
+            if SUSPICIOUS.search(line) and \
+                    not any(a.search(line) for a in self.allowed_stderr):
+                problems.append("suspicious daemon stderr: %r" % line)
+        if problems and check:
+            problems.append("daemon stderr:\n" + err)
+        self._errf.close()
+        self._outf.close()
+        return problems
+
+    # -- helpers for tests ----------------------------------------------------
+
+    def path(self, *parts):
+        return os.path.join(self.root, *[str(p) for p in parts])
+
+    def seg_path(self, key, shmid):
+        return shmfs_client.seg_path(self.root, key, shmid)
+
+    def id_path(self, shmid):
+        return shmfs_client.id_path(self.root, shmid)
+
+    def client(self):
+        """A shmfs_client.Client on this mount (closed at teardown)."""
+        return shmfs_client.Client(self.root)
+
+    def script(self, *cmds, uid=None, gid=None, groups=None, timeout=60, **kw):
+        """Run tests/shmfs_client.py on this mount, as uid/gid if given;
+        cmds are lists of words.  Returns (results, CompletedProcess)."""
+        argv = shmfs_client.script_argv(self.root, *cmds)
+        if uid is None:
+            r = subprocess.run(argv, capture_output=True, text=True,
+                               timeout=timeout, **kw)
+        else:
+            r = run_as_user(argv, uid=uid, gid=uid if gid is None else gid,
+                            groups=groups, timeout=timeout, **kw)
+        assert r.returncode in (0, 1), \
+            "client script failed (%d): %s" % (r.returncode, r.stderr)
+        return shmfs_client.parse_output(r.stdout), r
+
+    def as_user(self, cmd, **kw):
+        return run_as_user(cmd, **kw)
+
+
+def _finish(m):
+    problems = m.teardown()
+    if problems:
+        pytest.fail("shmfs teardown (%s):\n%s" % (m.root, "\n".join(problems)),
+                    pytrace=False)
+
+
+@pytest.fixture
+def shmfs():
+    m = Mount()
+    try:
+        yield m
+    finally:
+        _finish(m)
+
+
+@pytest.fixture
+def shmfs_factory():
+    mounts = []
+
+    def make(opts=(), mount=True):
+        m = Mount(opts, mount=mount)
+        mounts.append(m)
+        return m
+
+    try:
+        yield make
+    finally:
+        problems = []
+        for m in reversed(mounts):
+            p = m.teardown()
+            if p:
+                problems.append("%s:\n%s" % (m.root, "\n".join(p)))
+        if problems:
+            pytest.fail("shmfs teardown:\n" + "\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def as_user():
+    return run_as_user
+
+
+@pytest.fixture
+def client(shmfs):
+    """A Client on the shmfs fixture's mount."""
+    c = shmfs.client()
+    yield c
+    c.close()
