@@ -26,8 +26,8 @@ FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 
 DAEMON_SRC := src/shmfs_main.c src/ops.c src/seg.c src/perm.c src/sysinfo.c \
-	src/pubtab.c
-CORE_SRC := src/seg.c src/perm.c
+	src/pubtab.c src/names.c
+CORE_SRC := src/seg.c src/perm.c src/names.c
 LIB_SRC := lib/shmfs.c
 PRELOAD_SRC := lib/shmfs.c lib/preload.c
 
@@ -93,9 +93,13 @@ stop:
 	@if mountpoint -q "$(MNT)"; then fusermount3 -u "$(MNT)" && \
 		echo "shmfs: unmounted $(MNT)"; else echo "shmfs: $(MNT) is not mounted"; fi
 
+# Fragments in mk/ add targets and append to CHECK_EXTRA (run by check).
+CHECK_EXTRA :=
+include $(wildcard mk/*.mk)
+
 check: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit pytest
+	@$(MAKE) --no-print-directory unit pytest $(CHECK_EXTRA)
 
 unit: $(UNIT)
 	@for t in $(UNIT); do echo "== $$t"; $$t || exit 1; done

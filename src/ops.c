@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "names.h"
 #include "ops.h"
 #include "perm.h"
 #include "seg.h"
@@ -46,6 +47,7 @@
 
 #define XATTR_PREFIX "user.shm."
 #define REQUESTS_XATTR "user.shmfs.requests"
+#define STATS_XATTR "user.shmfs.stats"
 
 enum ofile_kind { OF_CTL, OF_STATUS, OF_SEG };
 
@@ -107,47 +109,6 @@ static bool ino_is_seg(fuse_ino_t ino)
 static key_t ino_key(fuse_ino_t ino)
 {
 	return (key_t)(uint32_t)(ino - KEY_BASE);
-}
-
-/* Exactly "0x" and eight lowercase hex digits: one name per key. */
-static bool parse_key(const char *name, key_t *key)
-{
-	uint32_t v = 0;
-	int i;
-
-	if (strlen(name) != 10 || name[0] != '0' || name[1] != 'x')
-		return false;
-	for (i = 2; i < 10; i++) {
-		char ch = name[i];
-
-		if (ch >= '0' && ch <= '9')
-			v = v << 4 | (uint32_t)(ch - '0');
-		else if (ch >= 'a' && ch <= 'f')
-			v = v << 4 | (uint32_t)(ch - 'a' + 10);
-		else
-			return false;
-	}
-	*key = (key_t)v;
-	return true;
-}
-
-/* A shmid in canonical decimal: digits only, no leading zero. */
-static bool parse_shmid(const char *name, int *id)
-{
-	long v = 0;
-	const char *p;
-
-	if (!*name || (name[0] == '0' && name[1]) || strlen(name) > 10)
-		return false;
-	for (p = name; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return false;
-		v = v * 10 + (*p - '0');
-	}
-	if (v > INT_MAX)
-		return false;
-	*id = (int)v;
-	return true;
 }
 
 /* ---- credentials ---- */
@@ -319,13 +280,13 @@ static void shmfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_node_entry(req, INO_STATUS);
 		else if (!strcmp(name, SHMFS_TABLE_NAME))
 			reply_node_entry(req, INO_TABLE);
-		else if (parse_key(name, &key))
+		else if (names_parse_key(name, &key))
 			reply_node_entry(req, KEY_BASE + (uint32_t)key);
 		else
 			fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (!parse_shmid(name, &id)) {
+	if (!names_parse_shmid(name, &id)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -717,7 +678,7 @@ static void shmfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 				INO_ROOT ? EPERM : ENOENT);
 		return;
 	}
-	if (!parse_shmid(name, &id)) {
+	if (!names_parse_shmid(name, &id)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -735,7 +696,7 @@ static void shmfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	count_req(R_NAMESPACE);
 	key_t key;
 
-	if (parent == INO_ROOT && parse_key(name, &key))
+	if (parent == INO_ROOT && names_parse_key(name, &key))
 		reply_err(req, "rmdir", seg_key_exists(key) ? ENOTEMPTY : ENOENT);
 	else if (parent == INO_ROOT && !strcmp(name, SHMFS_ID_DIR))
 		reply_err(req, "rmdir", EPERM);
@@ -1062,6 +1023,24 @@ static void reply_requests(fuse_req_t req, size_t size)
 	reply_xattr_buf(req, text, len, size);
 }
 
+/* The table's totals, for checking invariants after a load test. */
+static void reply_stats(fuse_req_t req, size_t size)
+{
+	struct seg_stats s;
+	char text[512];
+	int n;
+
+	seg_get_stats(&s);
+	n = snprintf(text, sizeof(text),
+		     "shmids %u\npages %" PRIu64 "\nobjects %" PRIu64
+		     "\nhandles %" PRIu64 "\nprocesses %" PRIu64
+		     "\npending_forks %" PRIu64 "\nattaches %" PRIu64
+		     "\nmemory %" PRIu64 "\n",
+		     s.used, s.tot_pages, s.objects, s.handles, s.procs,
+		     s.pending_forks, s.attaches, s.memory);
+	reply_xattr_buf(req, text, (size_t)n, size);
+}
+
 static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			   size_t size)
 {
@@ -1072,6 +1051,10 @@ static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	count_req(R_GETXATTR);
 	if (ino == INO_ROOT && !strcmp(name, REQUESTS_XATTR)) {
 		reply_requests(req, size);
+		return;
+	}
+	if (ino == INO_ROOT && !strcmp(name, STATS_XATTR)) {
+		reply_stats(req, size);
 		return;
 	}
 	if (!ino_is_seg(ino) || strncmp(name, XATTR_PREFIX,
@@ -1097,9 +1080,12 @@ static void shmfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	size_t len = 0, i;
 
 	count_req(R_LISTXATTR);
-	if (ino == INO_ROOT)
+	if (ino == INO_ROOT) {
 		len = (size_t)snprintf(list, sizeof(list), "%s",
 				       REQUESTS_XATTR) + 1;
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s",
+					STATS_XATTR) + 1;
+	}
 	if (ino_is_seg(ino))
 		for (i = 0; i < N_XATTRS; i++)
 			len += (size_t)snprintf(list + len, sizeof(list) - len,

@@ -132,6 +132,7 @@ static struct {
 	uint64_t nhandles;
 	uint64_t nprocs;
 	uint64_t npending;
+	uint64_t nrefs;
 } T = { .lock = PTHREAD_MUTEX_INITIALIZER, .arena = -1 };
 
 #define ARENA_SIZE (1ULL << 62)
@@ -519,6 +520,7 @@ static void ref_detach(struct ref *r, pid_t lpid)
 		proc_drop_if_empty(p);
 	}
 	free(r);
+	T.nrefs--;
 	s->ds.nattch--;
 	s->ds.dtime = seg_now();
 	s->ds.lpid = lpid;
@@ -1100,6 +1102,7 @@ static struct ref *ref_new(struct seg *s)
 	if (r) {
 		r->seg = s;
 		s->ds.nattch++;
+		T.nrefs++;
 	}
 	return r;
 }
@@ -1404,6 +1407,8 @@ int seg_status(char **text, size_t *len)
 
 void seg_get_stats(struct seg_stats *st)
 {
+	struct stat ast;
+
 	TABLE_LOCK();
 	st->used = T.nused;
 	st->tot_pages = T.tot_pages;
@@ -1411,4 +1416,8 @@ void seg_get_stats(struct seg_stats *st)
 	st->handles = T.nhandles;
 	st->procs = T.nprocs;
 	st->pending_forks = T.npending;
+	st->attaches = T.nrefs;
+	st->memory = 0;
+	if (T.arena >= 0 && fstat(T.arena, &ast) == 0)
+		st->memory = (uint64_t)ast.st_blocks * 512;
 }

@@ -129,6 +129,8 @@ struct seg_stats {
 	uint64_t handles;
 	uint64_t procs;
 	uint64_t pending_forks;
+	uint64_t attaches;	/* refs: the sum of every nattch */
+	uint64_t memory;	/* bytes of segment data held in the arena */
 };
 void seg_get_stats(struct seg_stats *s);
 
