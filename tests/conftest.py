@@ -11,8 +11,10 @@ fallback), waits for the daemon, removes the directory, and fails the test
 if the daemon died, exited non-zero or wrote anything suspicious on stderr.
 """
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,9 +28,47 @@ import shmfs_client  # noqa: E402
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
-BUILD = os.path.abspath(os.environ.get("SHMFS_BUILD") or os.path.join(REPO, "build"))
+
+
+def _public_copy():
+    """Tests run programs as uid 1000.  When the checkout is not readable
+    by other users (a clone into a 0700 directory, say), they run copies
+    of the build and of the client script from a world-readable temporary
+    directory; every test module takes the build from SHMFS_BUILD."""
+    build = os.path.abspath(os.environ.get("SHMFS_BUILD") or
+                            os.path.join(REPO, "build"))
+    client = os.path.join(TESTS, "shmfs_client.py")
+    if os.geteuid() != 0:
+        return build, client
+    probe = subprocess.run(
+        ["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups",
+         "test", "-r", client, "-a", "-x", os.path.join(build, "shmfs")],
+        stdin=subprocess.DEVNULL, capture_output=True)
+    if probe.returncode == 0:
+        return build, client
+    top = tempfile.mkdtemp(prefix="shmfs-public-")
+    atexit.register(shutil.rmtree, top, ignore_errors=True)
+    os.chmod(top, 0o755)
+    pub_build = os.path.join(top, "build")
+    shutil.copytree(build, pub_build, symlinks=True)
+    pub_tests = os.path.join(top, "tests")
+    os.mkdir(pub_tests)
+    for name in os.listdir(TESTS):
+        if name.endswith(".py"):
+            shutil.copy(os.path.join(TESTS, name), pub_tests)
+    for d, dirs, files in os.walk(top):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            if not os.path.islink(p):
+                os.chmod(p, os.stat(p).st_mode | 0o044 |
+                         (0o011 if os.stat(p).st_mode & 0o100 else 0))
+    os.environ["SHMFS_BUILD"] = pub_build
+    os.environ["SHMFS_CLIENT"] = os.path.join(pub_tests, "shmfs_client.py")
+    return pub_build, os.environ["SHMFS_CLIENT"]
+
+
+BUILD, CLIENT = _public_copy()
 DAEMON = os.path.join(BUILD, "shmfs")
-CLIENT = os.path.join(TESTS, "shmfs_client.py")
 MOUNT_TIMEOUT = 10.0
 EXIT_TIMEOUT = 10.0
 

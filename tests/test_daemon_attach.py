@@ -191,7 +191,7 @@ def test_exit_without_detach_counts_as_detach(shmfs, client):
     # the script's own detach runs at its end; now make one that never does
     code = ("import os,sys; sys.path.insert(0,%r); import shmfs_client as sc;"
             "c=sc.Client(%r); a=c.attach(%d); b=c.attach(%d); os._exit(0)"
-            % (os.path.dirname(sc.__file__), shmfs.root, shmid, shmid))
+            % (os.path.dirname(sc.script_path()), shmfs.root, shmid, shmid))
     r = subprocess.run([sys.executable, "-c", code])
     assert r.returncode == 0
     st = client.stat(shmid)
@@ -215,7 +215,7 @@ def test_exec_closes_cloexec_attach_as_detach(shmfs, client):
     code = ("import os,sys; sys.path.insert(0,%r); import shmfs_client as sc;"
             "a=sc.attach(%r,%d); print('attached', flush=True);"
             "os.execv('/bin/sh', ['sh','-c','echo execed; read x'])"
-            % (os.path.dirname(sc.__file__), shmfs.root, shmid))
+            % (os.path.dirname(sc.script_path()), shmfs.root, shmid))
     p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)
     try:

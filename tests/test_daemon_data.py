@@ -203,7 +203,7 @@ def test_read_only_attach_cannot_store(shmfs, client):
     code = ("import sys,os,ctypes; sys.path.insert(0,%r); import shmfs_client as sc;"
             "a=sc.Client(%r).attach(%d,rdonly=True); print('ok',flush=True);"
             "ctypes.memmove(a.addr, b'z', 1)"
-            % (os.path.dirname(sc.__file__), shmfs.root, shmid))
+            % (os.path.dirname(sc.script_path()), shmfs.root, shmid))
     r = subprocess.run([os.sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout == "ok\n"
     assert r.returncode == -11  # SIGSEGV on a PROT_READ mapping
