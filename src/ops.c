@@ -961,7 +961,7 @@ static void shmfs_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static const char *const xattr_names[] = {
 	"key", "shmid", "segsz", "cpid", "lpid", "nattch",
-	"cuid", "cgid", "atime", "dtime", "ctime", "mode",
+	"cuid", "cgid", "atime", "dtime", "ctime", "mode", "pids",
 };
 #define N_XATTRS (sizeof(xattr_names) / sizeof(xattr_names[0]))
 
@@ -1023,6 +1023,26 @@ static void reply_requests(fuse_req_t req, size_t size)
 	reply_xattr_buf(req, text, len, size);
 }
 
+static void reply_pids(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct perm_cred c;
+	char *text = NULL;
+	int err;
+
+	cred_of(req, &c, false);
+	err = seg_pids(ino - SEG_BASE, &c, &text);
+	perm_cred_fini(&c);
+	if (err) {
+		reply_err(req, "getxattr user.shm.pids", -err);
+		return;
+	}
+	if (strlen(text) > 65536)
+		fuse_reply_err(req, E2BIG);
+	else
+		reply_xattr_buf(req, text, strlen(text), size);
+	free(text);
+}
+
 /* The table's totals, for checking invariants after a load test. */
 static void reply_stats(fuse_req_t req, size_t size)
 {
@@ -1065,6 +1085,10 @@ static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	err = seg_view_of(ino, &v);
 	if (err) {
 		fuse_reply_err(req, -err);
+		return;
+	}
+	if (!strcmp(name, XATTR_PREFIX "pids")) {
+		reply_pids(req, ino, size);
 		return;
 	}
 	n = xattr_value(&v, name + sizeof(XATTR_PREFIX) - 1, val, sizeof(val));

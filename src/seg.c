@@ -55,8 +55,10 @@ struct ref {
 	struct seg *seg;
 	struct proc *proc;		/* owner, or NULL while pending */
 	struct fork_pending *fp;	/* set while the child has not claimed */
-	struct ref *o_next;
+	struct ref *o_next;		/* in the owner's (or fork's) list */
 	struct ref *o_prev;
+	struct ref *s_next;		/* in the segment's list */
+	struct ref *s_prev;
 };
 
 struct proc {
@@ -88,6 +90,7 @@ struct seg {
 	bool freed;
 	struct seg *key_next;
 	struct seg *serial_next;
+	struct ref *refs;	/* its attaches, for user.shm.pids */
 };
 
 struct seg_handle {
@@ -329,14 +332,21 @@ static void publish(const struct seg *s)
 
 /* ---- limits ---- */
 
-void seg_limits_now(struct seg_limits *l)
+void seg_limits_for(struct seg_limits *l, unsigned want)
 {
 	struct seg_limits host = { 0 };
 	const struct seg_limits *g = &T.cfg.given;
+	unsigned read = 0;
 
-	if ((!g->shmmax || !g->shmall || !g->shmmni || !g->shmseg) &&
-	    T.cfg.host_limits)
-		T.cfg.host_limits(&host);
+	if (!g->shmmax && (want & SEG_LIMIT_SHMMAX))
+		read |= SEG_LIMIT_SHMMAX;
+	if (!g->shmall && (want & SEG_LIMIT_SHMALL))
+		read |= SEG_LIMIT_SHMALL;
+	/* shmseg follows shmmni when it is not given */
+	if (!g->shmmni && (want & SEG_LIMIT_SHMMNI))
+		read |= SEG_LIMIT_SHMMNI;
+	if (read && T.cfg.host_limits)
+		T.cfg.host_limits(&host, read);
 	l->shmmax = g->shmmax ? g->shmmax :
 				host.shmmax ? host.shmmax : DEFAULT_SHMMAX;
 	l->shmall = g->shmall ? g->shmall :
@@ -347,6 +357,11 @@ void seg_limits_now(struct seg_limits *l)
 		l->shmmni = SHMFS_MAX_SLOTS;
 	l->shmmin = g->shmmin ? g->shmmin : 1;
 	l->shmseg = g->shmseg ? g->shmseg : l->shmmni;
+}
+
+void seg_limits_now(struct seg_limits *l)
+{
+	seg_limits_for(l, SEG_LIMIT_ALL);
 }
 
 /* ---- processes and refs ---- */
@@ -519,6 +534,12 @@ static void ref_detach(struct ref *r, pid_t lpid)
 		p->nrefs--;
 		proc_drop_if_empty(p);
 	}
+	if (r->s_prev)
+		r->s_prev->s_next = r->s_next;
+	else
+		s->refs = r->s_next;
+	if (r->s_next)
+		r->s_next->s_prev = r->s_prev;
 	free(r);
 	T.nrefs--;
 	s->ds.nattch--;
@@ -1101,6 +1122,10 @@ static struct ref *ref_new(struct seg *s)
 
 	if (r) {
 		r->seg = s;
+		r->s_next = s->refs;
+		if (s->refs)
+			s->refs->s_prev = r;
+		s->refs = r;
 		s->ds.nattch++;
 		T.nrefs++;
 	}
@@ -1140,7 +1165,7 @@ int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 		p = proc_find(c->pid);
 		if (!p || !p->sessions)
 			return -EPROTO;
-		seg_limits_now(&l);
+		seg_limits_for(&l, T.cfg.given.shmseg ? 0 : SEG_LIMIT_SHMMNI);
 		if (p->nrefs >= l.shmseg)
 			return -EMFILE;
 	}
@@ -1359,6 +1384,63 @@ int seg_fork_abort(struct perm_cred *c, uint64_t token)
 	if (!fp || fp->parent != c->pid)
 		return -ESRCH;
 	fork_drop(fp, c->pid);
+	return 0;
+}
+
+/* ---- who is attached ---- */
+
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * "pid:count pid:count": every process holding an attach, by pid.  A
+ * child that has not yet claimed what it inherited at fork is counted
+ * under its parent, for the moment in between.
+ */
+int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
+{
+	struct perm_obj o;
+	struct seg *s;
+	struct ref *r;
+	pid_t *pids;
+	size_t n = 0, i, len = 0, size;
+	char *out;
+	int err;
+	TABLE_LOCK();
+
+	s = serial_find(serial);
+	if (!s || s->freed)
+		return -ENOENT;
+	o = seg_perm(s);
+	if ((err = perm_check(c, &o, PERM_R)))
+		return err;
+	pids = malloc(sizeof(*pids) * (s->ds.nattch + 1));
+	size = 24 * (s->ds.nattch + 1);
+	out = malloc(size);
+	if (!pids || !out) {
+		free(pids);
+		free(out);
+		return -ENOMEM;
+	}
+	for (r = s->refs; r; r = r->s_next)
+		pids[n++] = r->proc ? r->proc->tgid : r->fp->parent;
+	qsort(pids, n, sizeof(*pids), cmp_pid);
+	out[0] = '\0';
+	for (i = 0; i < n;) {
+		size_t j = i;
+
+		while (j < n && pids[j] == pids[i])
+			j++;
+		len += (size_t)snprintf(out + len, size - len, "%s%d:%zu",
+					len ? " " : "", (int)pids[i], j - i);
+		i = j;
+	}
+	free(pids);
+	*text = out;
 	return 0;
 }
 

@@ -29,11 +29,17 @@ struct seg_publisher {
 	void (*key_del)(key_t key, int slot);
 };
 
+#define SEG_LIMIT_SHMMAX 1u
+#define SEG_LIMIT_SHMALL 2u
+#define SEG_LIMIT_SHMMNI 4u
+#define SEG_LIMIT_ALL 7u
+
 struct seg_config {
 	/* Limits from the command line; 0 means "follow the host". */
 	struct seg_limits given;
-	/* Reads the host's live shmmax, shmall and shmmni (0 where unknown). */
-	void (*host_limits)(struct seg_limits *out);
+	/* Reads the host's live shmmax, shmall and shmmni, those of them
+	 * that `want` names (0 where unknown). */
+	void (*host_limits)(struct seg_limits *out, unsigned want);
 	/* Parent of a process, or -1: used only when a forked child died
 	 * before it could claim its inherited attaches. */
 	pid_t (*parent_of)(pid_t tgid);
@@ -61,6 +67,8 @@ struct seg_handle;
 int seg_init(const struct seg_config *cfg);
 void seg_fini(void);
 void seg_limits_now(struct seg_limits *out);
+/* The same, reading from the host only what `want` needs. */
+void seg_limits_for(struct seg_limits *out, unsigned want);
 
 /* shmget */
 int seg_get(key_t key, uint64_t size, int flags, struct perm_cred *c,
@@ -117,6 +125,9 @@ void seg_session_close(pid_t tgid);
 int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count);
 int seg_fork_child(struct perm_cred *c, uint64_t token);
 int seg_fork_abort(struct perm_cred *c, uint64_t token);
+
+/* Who is attached: "pid:count ..." (malloc'd), for IPC_STAT-able callers. */
+int seg_pids(uint64_t serial, struct perm_cred *c, char **text);
 
 /* The /proc/sysvipc/shm text of the whole table, malloc'd. */
 int seg_status(char **text, size_t *len);

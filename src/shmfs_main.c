@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ops.h"
@@ -159,6 +161,78 @@ static int parse_limits(const struct options *o, struct seg_limits *l)
 	return 0;
 }
 
+static bool wants_help_or_version(int argc, char *argv[])
+{
+	int i;
+
+	for (i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help") ||
+		    !strcmp(argv[i], "-V") || !strcmp(argv[i], "--version"))
+			return true;
+	return false;
+}
+
+/* Is path the mount point of a shmfs already?  Read from mountinfo: a
+ * stat of a dead FUSE mount would fail, of a live one would ask it. */
+static bool shmfs_mounted_at(const char *path)
+{
+	char line[4096], mp[PATH_MAX];
+	bool found = false;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%*d %*d %*s %*s %4095s", mp) == 1 &&
+			!strcmp(mp, path) && strstr(line, " - fuse.shmfs ");
+	fclose(f);
+	return found;
+}
+
+/*
+ * The usual mistakes, each with its own message before libfuse says
+ * something vaguer: 0, or the exit status.
+ */
+static int check_environment(const char *mnt)
+{
+	char real[PATH_MAX];
+	struct stat st;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "shmfs: must run as root: it serves every user "
+			"and checks SysV permissions itself (uid %u)\n",
+			(unsigned)geteuid());
+		return 1;
+	}
+	if (access("/dev/fuse", R_OK | W_OK) != 0) {
+		fprintf(stderr, "shmfs: /dev/fuse: %s (is the fuse module "
+			"loaded? try: modprobe fuse)\n", strerror(errno));
+		return 1;
+	}
+	if (realpath(mnt, real) && shmfs_mounted_at(real)) {
+		fprintf(stderr, "shmfs: %s: a shmfs is already mounted there "
+			"(unmount it first: fusermount3 -u %s)\n", mnt, mnt);
+		return 1;
+	}
+	if (stat(mnt, &st) != 0) {
+		if (errno == ENOTCONN)
+			fprintf(stderr, "shmfs: %s: %s: a daemon died there "
+				"(clean up with: fusermount3 -uz %s)\n", mnt,
+				strerror(errno), mnt);
+		else
+			fprintf(stderr, "shmfs: mount point %s: %s%s\n", mnt,
+				strerror(errno), errno == ENOENT ?
+				" (create it first: mkdir -p)" : "");
+		return errno == ENOENT ? 2 : 1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "shmfs: mount point %s is not a directory\n",
+			mnt);
+		return 2;
+	}
+	return 0;
+}
+
 static void free_options(struct options *o)
 {
 	free(o->shmmax);
@@ -185,6 +259,14 @@ int main(int argc, char *argv[])
 	if (o.n_nonopt &&
 	    fuse_opt_add_arg(&args, o.nonopt[o.n_nonopt - 1]) != 0)
 		goto out_args;
+	if (o.n_nonopt && !wants_help_or_version(argc, argv)) {
+		if (parse_limits(&o, &cfg.given) < 0)
+			goto out_args;
+		ret = check_environment(o.nonopt[o.n_nonopt - 1]);
+		if (ret)
+			goto out_args;
+		ret = 2;
+	}
 	if (fuse_parse_cmdline(&args, &cl) != 0)
 		goto out_args;
 	if (cl.show_help) {
@@ -206,12 +288,6 @@ int main(int argc, char *argv[])
 	if (!cl.mountpoint) {
 		fprintf(stderr, "shmfs: no mount point given (try %s --help)\n",
 			argv[0]);
-		goto out_args;
-	}
-	if (access(cl.mountpoint, F_OK) != 0) {
-		fprintf(stderr, "shmfs: mount point %s: %s\n", cl.mountpoint,
-			strerror(errno));
-		ret = 1;
 		goto out_args;
 	}
 

@@ -50,13 +50,17 @@ static uint64_t read_u64(int fd)
 	return strtoull(buf, NULL, 10);
 }
 
-void sysinfo_host_limits(struct seg_limits *out)
+void sysinfo_host_limits(struct seg_limits *out, unsigned want)
 {
-	uint64_t mni = read_u64(fd_shmmni);
+	if (want & SEG_LIMIT_SHMMAX)
+		out->shmmax = read_u64(fd_shmmax);
+	if (want & SEG_LIMIT_SHMALL)
+		out->shmall = read_u64(fd_shmall);
+	if (want & SEG_LIMIT_SHMMNI) {
+		uint64_t mni = read_u64(fd_shmmni);
 
-	out->shmmax = read_u64(fd_shmmax);
-	out->shmall = read_u64(fd_shmall);
-	out->shmmni = mni > UINT32_MAX ? UINT32_MAX : (uint32_t)mni;
+		out->shmmni = mni > UINT32_MAX ? UINT32_MAX : (uint32_t)mni;
+	}
 }
 
 /* A field such as "Tgid:" from /proc/<pid>/status, or -1. */

@@ -8,7 +8,7 @@
 
 int sysinfo_init(void);
 void sysinfo_fini(void);
-void sysinfo_host_limits(struct seg_limits *out);
+void sysinfo_host_limits(struct seg_limits *out, unsigned want);
 /* The thread group of a thread id (FUSE reports thread ids). */
 pid_t sysinfo_tgid(pid_t tid);
 pid_t sysinfo_parent(pid_t tgid);

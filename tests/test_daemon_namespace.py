@@ -15,11 +15,13 @@ from shmfs_client import IPC_CREAT, IPC_PRIVATE, catch
 KEY = 0x162E
 XATTRS = ["user.shm.atime", "user.shm.cgid", "user.shm.cpid", "user.shm.ctime",
           "user.shm.cuid", "user.shm.dtime", "user.shm.key", "user.shm.lpid",
-          "user.shm.mode", "user.shm.nattch", "user.shm.segsz", "user.shm.shmid"]
+          "user.shm.mode", "user.shm.nattch", "user.shm.pids", "user.shm.segsz",
+          "user.shm.shmid"]
 
 
-def expected_xattrs(st):
+def expected_xattrs(st, pids=""):
     return {
+        "user.shm.pids": pids,
         "user.shm.key": sc.key_name(st["key"]),
         "user.shm.shmid": str(st["shmid"]),
         "user.shm.segsz": str(st["segsz"]),
@@ -225,7 +227,7 @@ def test_getfattr_dump_shows_every_shmid_ds_field(shmfs, client):
         m = re.fullmatch(r'([^=]+)="(.*)"', line)
         assert m, line
         got[m.group(1)] = m.group(2)
-    assert got == expected_xattrs(ds)
+    assert got == expected_xattrs(ds, "%d:1" % os.getpid())
     assert got["user.shm.nattch"] == "1"
     assert got["user.shm.lpid"] == str(os.getpid())
     assert got["user.shm.key"] == "0x0000162e"
@@ -238,7 +240,8 @@ def test_listxattr_names_exactly_the_fields(shmfs, client):
     assert sorted(os.listxattr(shmfs.seg_path(KEY, shmid))) == XATTRS
     for name in XATTRS:
         v = os.getxattr(shmfs.id_path(shmid), name)
-        assert v and not v.endswith(b"\n") and not v.endswith(b"\0"), (name, v)
+        assert v or name == "user.shm.pids", name    # nobody is attached
+        assert not v.endswith(b"\n") and not v.endswith(b"\0"), (name, v)
 
 
 def test_getxattr_unknown_name_is_enodata(shmfs, client):

@@ -48,10 +48,15 @@ static struct {
 	int nparents;
 } fake;
 
-static void fake_host_limits(struct seg_limits *out)
+static void fake_host_limits(struct seg_limits *out, unsigned want)
 {
 	fake.host_calls++;
-	*out = fake.host;
+	if (want & SEG_LIMIT_SHMMAX)
+		out->shmmax = fake.host.shmmax;
+	if (want & SEG_LIMIT_SHMALL)
+		out->shmall = fake.host.shmall;
+	if (want & SEG_LIMIT_SHMMNI)
+		out->shmmni = fake.host.shmmni;
 }
 
 static int64_t fake_now(void)

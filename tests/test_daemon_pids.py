@@ -1,0 +1,91 @@
+"""user.shm.pids: who is attached, kept exact like nattch (issue 6)."""
+
+import os
+import signal
+import time
+
+import shmfs_client as sc
+from shmfs_client import IPC_CREAT, catch
+
+KEY = 0x51D5
+
+
+def pids(shmfs, shmid):
+    v = os.getxattr(shmfs.id_path(shmid), "user.shm.pids").decode()
+    return dict((int(p), int(n)) for p, n in
+                (w.split(":") for w in v.split())) if v else {}
+
+
+def nattch(client, shmid):
+    return client.stat(shmid)["nattch"]
+
+
+def test_pids_lists_every_attacher_with_its_count(shmfs, client):
+    shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
+    assert pids(shmfs, shmid) == {}
+    a = client.attach(shmid)
+    b = client.attach(shmid)
+    assert pids(shmfs, shmid) == {os.getpid(): 2}
+    a.detach()
+    assert pids(shmfs, shmid) == {os.getpid(): 1}
+    b.detach()
+    assert pids(shmfs, shmid) == {}
+
+
+def _fork_with_protocol(client, then):
+    """fork() as libshmfs does it: counted before fork returns."""
+    token, _ = client.fork_prepare()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            client.fork_child(token)
+            os.write(w, b"x")
+            then()
+        finally:
+            os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"x"     # the child has claimed
+    os.close(r)
+    return pid
+
+
+def test_pids_follow_fork_exit_kill_and_exec(shmfs, client):
+    shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
+    a = client.attach(shmid)
+    me = os.getpid()
+
+    child = _fork_with_protocol(client, lambda: time.sleep(30))
+    assert pids(shmfs, shmid) == {me: 1, child: 1}
+    assert nattch(client, shmid) == 2
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    assert pids(shmfs, shmid) == {me: 1}
+
+    child = _fork_with_protocol(client, lambda: os._exit(0))
+    os.waitpid(child, 0)
+    assert pids(shmfs, shmid) == {me: 1}
+
+    child = _fork_with_protocol(
+        client, lambda: os.execv("/bin/true", ["true"]))
+    os.waitpid(child, 0)
+    assert pids(shmfs, shmid) == {me: 1}
+    assert nattch(client, shmid) == 1
+    a.detach()
+    assert pids(shmfs, shmid) == {}
+
+
+def test_pids_only_for_callers_who_may_ipc_stat(shmfs, client):
+    shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
+    a = client.attach(shmid)
+    path = shmfs.id_path(shmid)
+    r = shmfs.as_user(["getfattr", "--only-values", "-n", "user.shm.pids",
+                       path], uid=1000, gid=1000)
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r
+    client.set(shmid, 0, 0, 0o604)
+    r = shmfs.as_user(["getfattr", "--only-values", "-n", "user.shm.pids",
+                       path], uid=1000, gid=1000)
+    assert r.returncode == 0 and r.stdout == "%d:1" % os.getpid(), r
+    a.detach()
+    assert catch(os.getxattr, path, "user.shm.pids") is None
