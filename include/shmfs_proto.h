@@ -23,12 +23,12 @@
  * the descriptor and close it (the mapping keeps the memory).  Without a
  * session the open fails with EPROTO: a process that inherited .ctl
  * without the fork protocol (forked before it had attachments) starts
- * one with SHMFS_IOC_SESSION on the inherited descriptor.  Detach: SHMFS_IOC_DETACH after
- * munmap.  Before fork(2) the client sends SHMFS_IOC_FORK so that the
- * daemon counts the child's inherited attaches before fork returns; the
- * child claims them (and a session for the .ctl it inherited) with
- * SHMFS_IOC_FORK_CHILD; the parent undoes them with SHMFS_IOC_FORK_ABORT
- * if fork failed.
+ * one with SHMFS_IOC_SESSION on the inherited descriptor.  Detach:
+ * SHMFS_IOC_DETACH after munmap.  Before fork(2) the client sends
+ * SHMFS_IOC_FORK so that the daemon counts the child's inherited attaches
+ * before fork returns; the child claims them (and a session for the .ctl it
+ * inherited) with SHMFS_IOC_FORK_CHILD; the parent undoes them with
+ * SHMFS_IOC_FORK_ABORT if fork failed.
  *
  * All integers are native-endian; every ioctl is _IOWR so that the reply
  * comes back in the same buffer.  An ioctl fails with the errno the SysV
@@ -60,15 +60,15 @@
 #define SHMFS_MAX_SLOTS (1 << SHMFS_ID_SHIFT)
 
 struct shmfs_hello {
-	uint32_t version;	/* out: SHMFS_PROTO_VERSION */
-	uint32_t page_size;	/* out: the daemon's page size */
+	uint32_t version; /* out: SHMFS_PROTO_VERSION */
+	uint32_t page_size; /* out: the daemon's page size */
 };
 
 struct shmfs_get {
-	int32_t key;		/* in */
-	int32_t flags;		/* in: shmflg as given to shmget */
-	uint64_t size;		/* in */
-	int32_t shmid;		/* out */
+	int32_t key; /* in */
+	int32_t flags; /* in: shmflg as given to shmget */
+	uint64_t size; /* in */
+	int32_t shmid; /* out */
 	int32_t pad;
 };
 
@@ -104,8 +104,8 @@ struct shmfs_info {
 struct shmfs_shm_info {
 	int32_t used_ids;
 	int32_t pad;
-	uint64_t shm_tot;	/* pages of all live segments */
-	uint64_t shm_rss;	/* pages resident */
+	uint64_t shm_tot; /* pages of all live segments */
+	uint64_t shm_rss; /* pages resident */
 	uint64_t shm_swp;
 	uint64_t swap_attempts;
 	uint64_t swap_successes;
@@ -132,8 +132,8 @@ struct shmfs_ctl {
 };
 
 struct shmfs_fork {
-	uint64_t token;		/* out of FORK, in to FORK_CHILD/_ABORT */
-	uint32_t count;		/* out of FORK: attaches counted for the child */
+	uint64_t token; /* out of FORK, in to FORK_CHILD/_ABORT */
+	uint32_t count; /* out of FORK: attaches counted for the child */
 	uint32_t pad;
 };
 
@@ -157,14 +157,14 @@ struct shmfs_access {
  * "read again".  key_seq guards the key chains, each entry's seq guards
  * the entry.  Chains link slot + 1 values; 0 ends a chain.
  */
-#define SHMFS_TABLE_MAGIC 0x53484d54u	/* "SHMT" */
+#define SHMFS_TABLE_MAGIC 0x53484d54u /* "SHMT" */
 #define SHMFS_TABLE_VERSION 1
 #define SHMFS_TABLE_BUCKETS (1u << 16)
 
 struct shmfs_table_entry {
 	uint32_t seq;
-	uint32_t live;		/* 1 while the shmid exists */
-	uint32_t key_next;	/* next slot + 1 in the key's chain */
+	uint32_t live; /* 1 while the shmid exists */
+	uint32_t key_next; /* next slot + 1 in the key's chain */
 	uint32_t pad;
 	struct shmfs_ds ds;
 };
@@ -174,7 +174,7 @@ struct shmfs_table {
 	uint32_t version;
 	uint32_t page_size;
 	uint32_t max_slots;
-	int32_t daemon_pid;	/* readers stop trusting the table when it exits */
+	int32_t daemon_pid; /* readers stop trusting the table when it exits */
 	uint32_t key_seq;
 	uint32_t buckets[SHMFS_TABLE_BUCKETS];
 	struct shmfs_table_entry entries[SHMFS_MAX_SLOTS];

@@ -173,7 +173,7 @@ static int fd_ident_of(int fd, struct fd_ident *id)
 
 static int fd_still(int fd, const struct fd_ident *want)
 {
-	struct fd_ident now = {0, 0};
+	struct fd_ident now = { 0, 0 };
 
 	return fd >= 0 && fd_ident_of(fd, &now) == 0 && now.dev == want->dev &&
 	       now.ino == want->ino;
@@ -341,7 +341,8 @@ static int table_key_slot(const struct shmfs_table *t, key_t key)
 		idx = __atomic_load_n(&t->buckets[shmfs_table_bucket(key)],
 				      __ATOMIC_RELAXED);
 		while (idx && idx <= SHMFS_MAX_SLOTS && n++ < SHMFS_MAX_SLOTS) {
-			const struct shmfs_table_entry *e = &t->entries[idx - 1];
+			const struct shmfs_table_entry *e =
+				&t->entries[idx - 1];
 
 			if (__atomic_load_n(&e->ds.key, __ATOMIC_RELAXED) ==
 			    key) {
@@ -676,9 +677,9 @@ static struct attach *table_take(uintptr_t addr)
  * Records a new mapping and returns, as a list, the records whose start
  * it now covers: their memory is gone (the program unmapped it, or
  * SHM_REMAP replaced it) and no shmdt can name them any more, so the
- * caller detaches them, as the kernel did when their mapping went.  A record that begins below the
- * new mapping and runs into it is cut short, so that its shmdt unmaps
- * only what is still its own.
+ * caller detaches them, as the kernel did when their mapping went.  A record
+ * that begins below the new mapping and runs into it is cut short, so that its
+ * shmdt unmaps only what is still its own.
  */
 static struct attach *table_insert(struct attach *a)
 {
@@ -974,8 +975,8 @@ static int do_shmat(int shmid, const void *shmaddr, int shmflg, void **out)
 	if (shmflg & SHM_EXEC) {
 		/* The open checks r and w; only an explicit check covers x. */
 		struct shmfs_access acc = {
-		    .shmid = shmid,
-		    .mask = 4 | 1 | ((shmflg & SHM_RDONLY) ? 0 : 2),
+			.shmid = shmid,
+			.mask = 4 | 1 | ((shmflg & SHM_RDONLY) ? 0 : 2),
 		};
 
 		r = ctl_ioctl(SHMFS_IOC_ACCESS, &acc);
@@ -1097,9 +1098,10 @@ static int do_shmctl(int shmid, int cmd, struct shmid_ds *buf, int *ret)
 	if (cmd == SHM_LOCK) {
 		struct rlimit rl;
 
-		c.memlock = getrlimit(RLIMIT_MEMLOCK, &rl) < 0 ? 0 :
-			    rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX :
-							   (uint64_t)rl.rlim_cur;
+		c.memlock = getrlimit(RLIMIT_MEMLOCK, &rl) < 0 ? 0
+			    : rl.rlim_cur == RLIM_INFINITY
+				    ? UINT64_MAX
+				    : (uint64_t)rl.rlim_cur;
 	}
 	if (cmd == IPC_STAT || cmd == SHM_STAT || cmd == SHM_STAT_ANY)
 		r = table_stat(shmid, cmd, &c.u.ds, &c.ret);

@@ -53,14 +53,30 @@ enum ofile_kind { OF_CTL, OF_STATUS, OF_SEG };
 
 /* Requests served, by type: the root's user.shmfs.requests xattr. */
 enum req_type {
-	R_LOOKUP, R_FORGET, R_GETATTR, R_SETATTR, R_READDIR, R_OPEN, R_READ,
-	R_WRITE, R_FLUSH, R_RELEASE, R_FSYNC, R_ACCESS, R_STATFS, R_GETXATTR,
-	R_LISTXATTR, R_SETXATTR, R_NAMESPACE, R_IOCTL, R_NTYPES
+	R_LOOKUP,
+	R_FORGET,
+	R_GETATTR,
+	R_SETATTR,
+	R_READDIR,
+	R_OPEN,
+	R_READ,
+	R_WRITE,
+	R_FLUSH,
+	R_RELEASE,
+	R_FSYNC,
+	R_ACCESS,
+	R_STATFS,
+	R_GETXATTR,
+	R_LISTXATTR,
+	R_SETXATTR,
+	R_NAMESPACE,
+	R_IOCTL,
+	R_NTYPES
 };
 static const char *const req_names[R_NTYPES] = {
-	"lookup", "forget", "getattr", "setattr", "readdir", "open", "read",
-	"write", "flush", "release", "fsync", "access", "statfs", "getxattr",
-	"listxattr", "setxattr", "namespace", "ioctl",
+	"lookup", "forget",   "getattr",   "setattr",  "readdir",   "open",
+	"read",	  "write",    "flush",	   "release",  "fsync",	    "access",
+	"statfs", "getxattr", "listxattr", "setxattr", "namespace", "ioctl",
 };
 static uint64_t req_count[R_NTYPES];
 
@@ -238,7 +254,7 @@ static void reply_seg_entry(fuse_req_t req, const struct seg_view *v,
 	e.attr_timeout = TIMEOUT_NONE;
 	stat_seg(&e.attr, v);
 	if (fuse_reply_entry(req, &e) != 0)
-		seg_forget(v->serial, 1);	/* the kernel never got it */
+		seg_forget(v->serial, 1); /* the kernel never got it */
 }
 
 static void reply_node_entry(fuse_req_t req, fuse_ino_t ino)
@@ -384,11 +400,11 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	err = -seg_view_of(ino, &v);
 	if (!err && (to_set & FUSE_SET_ATTR_SIZE) &&
 	    (uint64_t)attr->st_size != v.ds.segsz)
-		err = EPERM;	/* a segment's size is fixed at shmget */
-	if (!err && (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
-			       FUSE_SET_ATTR_ATIME_NOW |
-			       FUSE_SET_ATTR_MTIME_NOW)))
-		err = EPERM;	/* the SysV times record attach and detach */
+		err = EPERM; /* a segment's size is fixed at shmget */
+	if (!err &&
+	    (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+		       FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))
+		err = EPERM; /* the SysV times record attach and detach */
 	if (err) {
 		reply_err(req, "setattr", err);
 		return;
@@ -419,11 +435,11 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 struct dirbuf {
 	fuse_req_t req;
-	bool plus;	/* READDIRPLUS: entries of the root carry attributes */
+	bool plus; /* READDIRPLUS: entries of the root carry attributes */
 	char *buf;
 	size_t size, used;
-	off_t base;	/* position of slot 0 */
-	key_t key;	/* for key directories */
+	off_t base; /* position of slot 0 */
+	key_t key; /* for key directories */
 	bool full;
 };
 
@@ -460,7 +476,8 @@ static bool dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino,
 		e.entry_timeout = TIMEOUT_LONG;
 		e.attr_timeout = TIMEOUT_NONE;
 	} else if (!ino_is_seg(ino) && strcmp(name, ".") &&
-		   strcmp(name, "..") && stat_node(ino, &e.attr, &timeout) == 0) {
+		   strcmp(name, "..") &&
+		   stat_node(ino, &e.attr, &timeout) == 0) {
 		e.ino = ino;
 		e.generation = 1;
 		e.entry_timeout = TIMEOUT_LONG;
@@ -529,9 +546,11 @@ static void dir_list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	if (off <= 1 && !dir_add(&d, "..", INO_ROOT, S_IFDIR, 1))
 		goto out;
 	if (ino == INO_ROOT) {
-		if (off <= 2 && !dir_add(&d, SHMFS_CTL_NAME, INO_CTL, S_IFREG, 2))
+		if (off <= 2 &&
+		    !dir_add(&d, SHMFS_CTL_NAME, INO_CTL, S_IFREG, 2))
 			goto out;
-		if (off <= 3 && !dir_add(&d, SHMFS_ID_DIR, INO_IDDIR, S_IFDIR, 3))
+		if (off <= 3 &&
+		    !dir_add(&d, SHMFS_ID_DIR, INO_IDDIR, S_IFDIR, 3))
 			goto out;
 		if (off <= 4 &&
 		    !dir_add(&d, SHMFS_STATUS_NAME, INO_STATUS, S_IFREG, 4))
@@ -674,8 +693,9 @@ static void shmfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	int id, err;
 
 	if (!ino_is_key(parent)) {
-		reply_err(req, "unlink", parent == INO_IDDIR || parent ==
-				INO_ROOT ? EPERM : ENOENT);
+		reply_err(req, "unlink",
+			  parent == INO_IDDIR || parent == INO_ROOT ? EPERM
+								    : ENOENT);
 		return;
 	}
 	if (!names_parse_shmid(name, &id)) {
@@ -697,7 +717,8 @@ static void shmfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	key_t key;
 
 	if (parent == INO_ROOT && names_parse_key(name, &key))
-		reply_err(req, "rmdir", seg_key_exists(key) ? ENOTEMPTY : ENOENT);
+		reply_err(req, "rmdir",
+			  seg_key_exists(key) ? ENOTEMPTY : ENOENT);
 	else if (parent == INO_ROOT && !strcmp(name, SHMFS_ID_DIR))
 		reply_err(req, "rmdir", EPERM);
 	else
@@ -743,7 +764,8 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 	} else if (ino_is_seg(ino)) {
 		if (fi->flags & O_TRUNC) {
 			free(of);
-			reply_err(req, "open O_TRUNC (a segment's size is fixed)",
+			reply_err(req,
+				  "open O_TRUNC (a segment's size is fixed)",
 				  EPERM);
 			return;
 		}
@@ -807,8 +829,9 @@ static void shmfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			return;
 		}
 		fuse_reply_buf(req, of->text + off,
-			       size < of->len - (size_t)off ?
-				       size : of->len - (size_t)off);
+			       size < of->len - (size_t)off
+				       ? size
+				       : of->len - (size_t)off);
 		return;
 	case OF_SEG:
 		break;
@@ -894,7 +917,7 @@ static void shmfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)ino;
 	(void)datasync;
 	(void)fi;
-	fuse_reply_err(req, 0);	/* the daemon's copy is the segment */
+	fuse_reply_err(req, 0); /* the daemon's copy is the segment */
 }
 
 static void shmfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
@@ -906,8 +929,9 @@ static void shmfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 	count_req(R_ACCESS);
 	if (!ino_is_seg(ino)) {
-		err = (ino == INO_STATUS || ino == INO_IDDIR) && (mask & W_OK) ?
-			      EACCES : 0;
+		err = (ino == INO_STATUS || ino == INO_IDDIR) && (mask & W_OK)
+			      ? EACCES
+			      : 0;
 		fuse_reply_err(req, err);
 		return;
 	}
@@ -919,8 +943,10 @@ static void shmfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	want |= mask & R_OK ? PERM_R : 0;
 	want |= mask & W_OK ? PERM_W : 0;
 	want |= mask & X_OK ? PERM_X : 0;
-	o = (struct perm_obj){ .uid = v.ds.uid, .gid = v.ds.gid,
-			       .cuid = v.ds.cuid, .cgid = v.ds.cgid,
+	o = (struct perm_obj){ .uid = v.ds.uid,
+			       .gid = v.ds.gid,
+			       .cuid = v.ds.cuid,
+			       .cgid = v.ds.cgid,
 			       .mode = v.ds.mode & 0777 };
 	cred_of(req, &c, false);
 	err = -perm_check(&c, &o, want);
@@ -960,8 +986,8 @@ static void shmfs_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ---- xattrs: the shmid_ds fields stat cannot show ---- */
 
 static const char *const xattr_names[] = {
-	"key", "shmid", "segsz", "cpid", "lpid", "nattch",
-	"cuid", "cgid", "atime", "dtime", "ctime", "mode", "pids",
+	"key",	"shmid", "segsz", "cpid",  "lpid", "nattch", "cuid",
+	"cgid", "atime", "dtime", "ctime", "mode", "pids",
 };
 #define N_XATTRS (sizeof(xattr_names) / sizeof(xattr_names[0]))
 
@@ -1016,10 +1042,10 @@ static void reply_requests(fuse_req_t req, size_t size)
 	int t;
 
 	for (t = 0; t < R_NTYPES; t++)
-		len += (size_t)snprintf(text + len, sizeof(text) - len,
-					"%s %" PRIu64 "\n", req_names[t],
-					__atomic_load_n(&req_count[t],
-							__ATOMIC_RELAXED));
+		len += (size_t)snprintf(
+			text + len, sizeof(text) - len, "%s %" PRIu64 "\n",
+			req_names[t],
+			__atomic_load_n(&req_count[t], __ATOMIC_RELAXED));
 	reply_xattr_buf(req, text, len, size);
 }
 
@@ -1077,8 +1103,8 @@ static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		reply_stats(req, size);
 		return;
 	}
-	if (!ino_is_seg(ino) || strncmp(name, XATTR_PREFIX,
-					sizeof(XATTR_PREFIX) - 1)) {
+	if (!ino_is_seg(ino) ||
+	    strncmp(name, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1)) {
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
@@ -1106,15 +1132,18 @@ static void shmfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	count_req(R_LISTXATTR);
 	if (ino == INO_ROOT) {
 		len = (size_t)snprintf(list, sizeof(list), "%s",
-				       REQUESTS_XATTR) + 1;
+				       REQUESTS_XATTR) +
+		      1;
 		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s",
-					STATS_XATTR) + 1;
+					STATS_XATTR) +
+		       1;
 	}
 	if (ino_is_seg(ino))
 		for (i = 0; i < N_XATTRS; i++)
 			len += (size_t)snprintf(list + len, sizeof(list) - len,
 						"%s%s", XATTR_PREFIX,
-						xattr_names[i]) + 1;
+						xattr_names[i]) +
+			       1;
 	reply_xattr_buf(req, list, len, size);
 }
 
@@ -1127,8 +1156,9 @@ static void shmfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	(void)size;
 	(void)flags;
 	reply_err(req, "setxattr",
-		  strncmp(name, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1) ?
-			  ENOTSUP : EPERM);
+		  strncmp(name, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1)
+			  ? ENOTSUP
+			  : EPERM);
 }
 
 static void shmfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
@@ -1136,8 +1166,9 @@ static void shmfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	count_req(R_SETXATTR);
 	(void)ino;
 	reply_err(req, "removexattr",
-		  strncmp(name, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1) ?
-			  ENOTSUP : EPERM);
+		  strncmp(name, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1)
+			  ? ENOTSUP
+			  : EPERM);
 }
 
 /* ---- the control node ---- */
@@ -1253,8 +1284,7 @@ static const struct {
 	  ctl_fork_child },
 	{ SHMFS_IOC_FORK_ABORT, sizeof(struct shmfs_fork), "fork abort",
 	  ctl_fork_abort },
-	{ SHMFS_IOC_ACCESS, sizeof(struct shmfs_access), "access",
-	  ctl_access },
+	{ SHMFS_IOC_ACCESS, sizeof(struct shmfs_access), "access", ctl_access },
 	{ SHMFS_IOC_DETACH, sizeof(struct shmfs_detach), "shmdt", ctl_detach },
 	{ SHMFS_IOC_SESSION, sizeof(struct shmfs_hello), "session",
 	  ctl_session },
@@ -1313,7 +1343,7 @@ static void shmfs_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_SPLICE_WRITE;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
-	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;	/* always plus */
+	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* always plus */
 	O.mount_time = time(NULL);
 }
 
@@ -1327,7 +1357,7 @@ void ops_shmid_freed(int shmid)
 		size_t cap = O.qcap ? O.qcap * 2 : 64;
 		int *q = realloc(O.queue, cap * sizeof(*q));
 
-		if (!q) {	/* the name then times out on its own */
+		if (!q) { /* the name then times out on its own */
 			pthread_mutex_unlock(&O.qlock);
 			return;
 		}

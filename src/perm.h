@@ -13,10 +13,10 @@
 struct perm_cred {
 	uid_t uid;
 	gid_t gid;
-	pid_t pid;		/* thread group id of the caller */
+	pid_t pid; /* thread group id of the caller */
 	int (*getgroups)(void *arg, gid_t *list, int size);
 	void *arg;
-	int ngroups;		/* -1 until fetched */
+	int ngroups; /* -1 until fetched */
 	gid_t *groups;
 };
 

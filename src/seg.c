@@ -53,17 +53,17 @@ struct proc;
 
 struct ref {
 	struct seg *seg;
-	struct proc *proc;		/* owner, or NULL while pending */
-	struct fork_pending *fp;	/* set while the child has not claimed */
-	struct ref *o_next;		/* in the owner's (or fork's) list */
+	struct proc *proc; /* owner, or NULL while pending */
+	struct fork_pending *fp; /* set while the child has not claimed */
+	struct ref *o_next; /* in the owner's (or fork's) list */
 	struct ref *o_prev;
-	struct ref *s_next;		/* in the segment's list */
+	struct ref *s_next; /* in the segment's list */
 	struct ref *s_prev;
 };
 
 struct proc {
 	pid_t tgid;
-	uint32_t sessions;	/* control node opens not yet closed */
+	uint32_t sessions; /* control node opens not yet closed */
 	uint32_t nrefs;
 	struct ref *refs;
 	struct proc *next;
@@ -83,14 +83,14 @@ struct seg {
 	uint64_t handles;
 	uint64_t nlookup;
 	int slot;
-	bool has_memory;	/* its arena range is not punched out yet */
-	uint64_t offset;	/* of its range in the arena */
-	uid_t lock_uid;		/* charged for SHM_LOCK */
+	bool has_memory; /* its arena range is not punched out yet */
+	uint64_t offset; /* of its range in the arena */
+	uid_t lock_uid; /* charged for SHM_LOCK */
 	bool removed;
 	bool freed;
 	struct seg *key_next;
 	struct seg *serial_next;
-	struct ref *refs;	/* its attaches, for user.shm.pids */
+	struct ref *refs; /* its attaches, for user.shm.pids */
 };
 
 struct seg_handle {
@@ -117,19 +117,19 @@ static struct {
 	struct seg_config cfg;
 	struct slot slots[SHMFS_MAX_SLOTS];
 	uint64_t used[SLOT_WORDS];
-	uint64_t any_used[SUM_WORDS];	/* word i has a used slot */
-	uint64_t all_used[SUM_WORDS];	/* word i is full */
+	uint64_t any_used[SUM_WORDS]; /* word i has a used slot */
+	uint64_t all_used[SUM_WORDS]; /* word i is full */
 	struct seg *by_key[KEY_BUCKETS];
 	struct seg *by_serial[SERIAL_BUCKETS];
 	struct proc *procs[PROC_BUCKETS];
 	struct fork_pending *forks;
 	struct seg_handle *handles;
-	int arena;		/* the memfd behind every segment */
-	uint64_t arena_next;	/* offset of the next segment's range */
+	int arena; /* the memfd behind every segment */
+	uint64_t arena_next; /* offset of the next segment's range */
 	uint64_t next_serial;
 	uint64_t next_token;
 	uint32_t nused;
-	uint32_t nprivate;	/* IPC_PRIVATE segments that still have a name */
+	uint32_t nprivate; /* IPC_PRIVATE segments that still have a name */
 	uint64_t tot_pages;
 	uint64_t nobjects;
 	uint64_t nhandles;
@@ -147,8 +147,8 @@ static inline void unlockp(pthread_mutex_t **m)
 }
 
 /* Holds the table lock until the end of the enclosing block. */
-#define TABLE_LOCK()                                                         \
-	pthread_mutex_t *table_lock_ __attribute__((cleanup(unlockp))) =      \
+#define TABLE_LOCK()                                                     \
+	pthread_mutex_t *table_lock_ __attribute__((cleanup(unlockp))) = \
 		(pthread_mutex_lock(&T.lock), &T.lock)
 
 static int64_t seg_now(void)
@@ -347,12 +347,15 @@ void seg_limits_for(struct seg_limits *l, unsigned want)
 		read |= SEG_LIMIT_SHMMNI;
 	if (read && T.cfg.host_limits)
 		T.cfg.host_limits(&host, read);
-	l->shmmax = g->shmmax ? g->shmmax :
-				host.shmmax ? host.shmmax : DEFAULT_SHMMAX;
-	l->shmall = g->shmall ? g->shmall :
-				host.shmall ? host.shmall : DEFAULT_SHMALL;
-	l->shmmni = g->shmmni ? g->shmmni :
-				host.shmmni ? host.shmmni : DEFAULT_SHMMNI;
+	l->shmmax = g->shmmax	  ? g->shmmax
+		    : host.shmmax ? host.shmmax
+				  : DEFAULT_SHMMAX;
+	l->shmall = g->shmall	  ? g->shmall
+		    : host.shmall ? host.shmall
+				  : DEFAULT_SHMALL;
+	l->shmmni = g->shmmni	  ? g->shmmni
+		    : host.shmmni ? host.shmmni
+				  : DEFAULT_SHMMNI;
 	if (l->shmmni > SHMFS_MAX_SLOTS)
 		l->shmmni = SHMFS_MAX_SLOTS;
 	l->shmmin = g->shmmin ? g->shmmin : 1;
@@ -561,7 +564,7 @@ static void fork_drop(struct fork_pending *fp, pid_t lpid)
 	while (fp->refs) {
 		bool last = fp->refs->o_next == NULL;
 
-		ref_detach(fp->refs, lpid);	/* the last one frees fp */
+		ref_detach(fp->refs, lpid); /* the last one frees fp */
 		if (last)
 			return;
 	}
@@ -729,7 +732,7 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	if (!s)
 		return -ENOMEM;
 
-	seq = T.slots[slot].seq % SEQ_MAX + 1;	/* 1..SEQ_MAX: never id 0 */
+	seq = T.slots[slot].seq % SEQ_MAX + 1; /* 1..SEQ_MAX: never id 0 */
 	T.slots[slot].seq = seq;
 	T.slots[slot].seg = s;
 	slot_mark(slot, true);
@@ -740,7 +743,8 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	T.arena_next += pages * page;
 	s->pages = pages;
 	s->ds.key = key;
-	s->ds.shmid = (int32_t)((uint32_t)seq << SHMFS_ID_SHIFT | (uint32_t)slot);
+	s->ds.shmid =
+		(int32_t)((uint32_t)seq << SHMFS_ID_SHIFT | (uint32_t)slot);
 	s->ds.uid = s->ds.cuid = c->uid;
 	s->ds.gid = s->ds.cgid = c->gid;
 	s->ds.mode = (uint32_t)flags & 0777;
@@ -805,8 +809,7 @@ static struct lock_user *lock_user_find(uid_t uid)
 	return NULL;
 }
 
-static int seg_mlock(struct seg *s, const struct perm_cred *c,
-		     uint64_t memlock)
+static int seg_mlock(struct seg *s, const struct perm_cred *c, uint64_t memlock)
 {
 	uint64_t limit = memlock / T.cfg.page_size;
 	struct lock_user *u;
@@ -931,7 +934,8 @@ static int seg_ctl_locked(struct perm_cred *c, struct shmfs_ctl *io)
 	case IPC_SET:
 		if ((err = perm_owner(c, &o)))
 			return err;
-		if (io->u.ds.uid == (uint32_t)-1 || io->u.ds.gid == (uint32_t)-1)
+		if (io->u.ds.uid == (uint32_t)-1 ||
+		    io->u.ds.gid == (uint32_t)-1)
 			return -EINVAL;
 		s->ds.uid = io->u.ds.uid;
 		s->ds.gid = io->u.ds.gid;
@@ -1155,8 +1159,9 @@ int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 	s = serial_find(serial);
 	if (!s || s->freed)
 		return -ENOENT;
-	want = accmode == O_RDONLY ? PERM_R :
-	       accmode == O_WRONLY ? PERM_W : PERM_R | PERM_W;
+	want = accmode == O_RDONLY   ? PERM_R
+	       : accmode == O_WRONLY ? PERM_W
+				     : PERM_R | PERM_W;
 	o = seg_perm(s);
 	if ((err = perm_check(c, &o, want)))
 		return err;
@@ -1237,7 +1242,7 @@ static struct fork_pending *fork_of_parent(pid_t parent)
 
 	for (fp = T.forks; fp; fp = fp->next)
 		if (fp->parent == parent)
-			oldest = fp;	/* the list is newest first */
+			oldest = fp; /* the list is newest first */
 	return oldest;
 }
 
@@ -1255,7 +1260,7 @@ void seg_session_close(pid_t tgid)
 		while (p->refs) {
 			bool last = p->nrefs == 1;
 
-			ref_detach(p->refs, tgid);	/* the last frees p */
+			ref_detach(p->refs, tgid); /* the last frees p */
 			if (last)
 				return;
 		}
@@ -1446,9 +1451,9 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 
 /* ---- status ---- */
 
-#define STATUS_HEADER                                                        \
-	"       key      shmid perms                  size  cpid  lpid "    \
-	"nattch   uid   gid  cuid  cgid      atime      dtime      ctime "  \
+#define STATUS_HEADER                                                      \
+	"       key      shmid perms                  size  cpid  lpid "   \
+	"nattch   uid   gid  cuid  cgid      atime      dtime      ctime " \
 	"                  rss                  swap\n"
 
 int seg_status(char **text, size_t *len)
@@ -1463,18 +1468,16 @@ int seg_status(char **text, size_t *len)
 	if (!f)
 		return -ENOMEM;
 	fputs(STATUS_HEADER, f);
-	for (idx = slot_next_used(0); idx >= 0;
-	     idx = slot_next_used(idx + 1)) {
+	for (idx = slot_next_used(0); idx >= 0; idx = slot_next_used(idx + 1)) {
 		const struct seg *s = T.slots[idx].seg;
 		const struct shmfs_ds *d = &s->ds;
 
 		fprintf(f,
 			"%10d %10d  %4o %21llu %5d %5d  %5llu %5u %5u %5u %5u "
 			"%10lld %10lld %10lld %21llu %21llu\n",
-			d->key, d->shmid, d->mode,
-			(unsigned long long)d->segsz, d->cpid, d->lpid,
-			(unsigned long long)d->nattch, d->uid, d->gid,
-			d->cuid, d->cgid, (long long)d->atime,
+			d->key, d->shmid, d->mode, (unsigned long long)d->segsz,
+			d->cpid, d->lpid, (unsigned long long)d->nattch, d->uid,
+			d->gid, d->cuid, d->cgid, (long long)d->atime,
 			(long long)d->dtime, (long long)d->ctime,
 			(unsigned long long)seg_bytes(s), 0ULL);
 	}

@@ -16,7 +16,7 @@
 struct seg_limits {
 	uint64_t shmmax;
 	uint64_t shmmin;
-	uint64_t shmall;	/* pages */
+	uint64_t shmall; /* pages */
 	uint32_t shmmni;
 	uint32_t shmseg;
 };
@@ -49,16 +49,16 @@ struct seg_config {
 	/* Clock in whole seconds (tests may replace it). */
 	int64_t (*now)(void);
 	size_t page_size;
-	const struct seg_publisher *pub;	/* may be NULL */
+	const struct seg_publisher *pub; /* may be NULL */
 };
 
 /* What the front end may see of one segment. */
 struct seg_view {
-	uint64_t serial;	/* unique for the life of the daemon */
+	uint64_t serial; /* unique for the life of the daemon */
 	struct shmfs_ds ds;
-	uint64_t bytes;		/* memory in use */
-	bool removed;		/* IPC_RMID'd: no name any more */
-	bool freed;		/* the shmid no longer exists */
+	uint64_t bytes; /* memory in use */
+	bool removed; /* IPC_RMID'd: no name any more */
+	bool freed; /* the shmid no longer exists */
 	int slot;
 };
 
@@ -134,14 +134,14 @@ int seg_status(char **text, size_t *len);
 
 /* For tests and the stress checker. */
 struct seg_stats {
-	uint32_t used;		/* live shmids */
-	uint64_t tot_pages;	/* pages of live shmids */
-	uint64_t objects;	/* segment objects, freed ones included */
+	uint32_t used; /* live shmids */
+	uint64_t tot_pages; /* pages of live shmids */
+	uint64_t objects; /* segment objects, freed ones included */
 	uint64_t handles;
 	uint64_t procs;
 	uint64_t pending_forks;
-	uint64_t attaches;	/* refs: the sum of every nattch */
-	uint64_t memory;	/* bytes of segment data held in the arena */
+	uint64_t attaches; /* refs: the sum of every nattch */
+	uint64_t memory; /* bytes of segment data held in the arena */
 };
 void seg_get_stats(struct seg_stats *s);
 

@@ -15,7 +15,6 @@
 #include "seg.h"
 #include "sysinfo.h"
 
-
 #ifndef SHMFS_TABLE_DIR
 #define SHMFS_TABLE_DIR "/run/shmfs"
 #endif
@@ -32,17 +31,18 @@ struct options {
 	int n_nonopt;
 };
 
-#define SHMFS_OPT(t, p) { t, offsetof(struct options, p), 1 }
+#define SHMFS_OPT(t, p)                           \
+	{                                         \
+		t, offsetof(struct options, p), 1 \
+	}
 
-static const struct fuse_opt option_spec[] = {
-	SHMFS_OPT("shmmax=%s", shmmax),
-	SHMFS_OPT("shmmin=%s", shmmin),
-	SHMFS_OPT("shmmni=%s", shmmni),
-	SHMFS_OPT("shmseg=%s", shmseg),
-	SHMFS_OPT("shmall=%s", shmall),
-	SHMFS_OPT("verbose", verbose),
-	FUSE_OPT_END
-};
+static const struct fuse_opt option_spec[] = { SHMFS_OPT("shmmax=%s", shmmax),
+					       SHMFS_OPT("shmmin=%s", shmmin),
+					       SHMFS_OPT("shmmni=%s", shmmni),
+					       SHMFS_OPT("shmseg=%s", shmseg),
+					       SHMFS_OPT("shmall=%s", shmall),
+					       SHMFS_OPT("verbose", verbose),
+					       FUSE_OPT_END };
 
 /* Keep up to two non-option arguments; the mount point is the last. */
 static int opt_proc(void *data, const char *arg, int key,
@@ -199,30 +199,37 @@ static int check_environment(const char *mnt)
 	struct stat st;
 
 	if (geteuid() != 0) {
-		fprintf(stderr, "shmfs: must run as root: it serves every user "
+		fprintf(stderr,
+			"shmfs: must run as root: it serves every user "
 			"and checks SysV permissions itself (uid %u)\n",
 			(unsigned)geteuid());
 		return 1;
 	}
 	if (access("/dev/fuse", R_OK | W_OK) != 0) {
-		fprintf(stderr, "shmfs: /dev/fuse: %s (is the fuse module "
-			"loaded? try: modprobe fuse)\n", strerror(errno));
+		fprintf(stderr,
+			"shmfs: /dev/fuse: %s (is the fuse module "
+			"loaded? try: modprobe fuse)\n",
+			strerror(errno));
 		return 1;
 	}
 	if (realpath(mnt, real) && shmfs_mounted_at(real)) {
-		fprintf(stderr, "shmfs: %s: a shmfs is already mounted there "
-			"(unmount it first: fusermount3 -u %s)\n", mnt, mnt);
+		fprintf(stderr,
+			"shmfs: %s: a shmfs is already mounted there "
+			"(unmount it first: fusermount3 -u %s)\n",
+			mnt, mnt);
 		return 1;
 	}
 	if (stat(mnt, &st) != 0) {
 		if (errno == ENOTCONN)
-			fprintf(stderr, "shmfs: %s: %s: a daemon died there "
-				"(clean up with: fusermount3 -uz %s)\n", mnt,
-				strerror(errno), mnt);
+			fprintf(stderr,
+				"shmfs: %s: %s: a daemon died there "
+				"(clean up with: fusermount3 -uz %s)\n",
+				mnt, strerror(errno), mnt);
 		else
 			fprintf(stderr, "shmfs: mount point %s: %s%s\n", mnt,
-				strerror(errno), errno == ENOENT ?
-				" (create it first: mkdir -p)" : "");
+				strerror(errno),
+				errno == ENOENT ? " (create it first: mkdir -p)"
+						: "");
 		return errno == ENOENT ? 2 : 1;
 	}
 	if (!S_ISDIR(st.st_mode)) {
@@ -296,7 +303,7 @@ int main(int argc, char *argv[])
 	cfg.host_limits = sysinfo_host_limits;
 	cfg.parent_of = sysinfo_parent;
 	cfg.freed = ops_shmid_freed;
-	cfg.pub = &pubtab_publisher;	/* silent until pubtab_open */
+	cfg.pub = &pubtab_publisher; /* silent until pubtab_open */
 	err = seg_init(&cfg);
 	if (err) {
 		fprintf(stderr, "shmfs: cannot create the segment arena: %s\n",
@@ -308,7 +315,7 @@ int main(int argc, char *argv[])
 		goto out_seg;
 	se = fuse_session_new(&args, &shmfs_ops, sizeof(shmfs_ops), NULL);
 	if (!se) {
-		ret = 2;	/* libfuse has said which option it refused */
+		ret = 2; /* libfuse has said which option it refused */
 		goto out_seg;
 	}
 	if (fuse_set_signal_handlers(se) != 0)
@@ -317,14 +324,17 @@ int main(int argc, char *argv[])
 		goto out_signals;
 	err = sysinfo_lift_bdi(cl.mountpoint);
 	if (err)
-		fprintf(stderr, "shmfs: warning: cannot lift the dirty-page "
-			"limit of %s: %s\n", cl.mountpoint, strerror(-err));
+		fprintf(stderr,
+			"shmfs: warning: cannot lift the dirty-page "
+			"limit of %s: %s\n",
+			cl.mountpoint, strerror(-err));
 	if (fuse_daemonize(cl.foreground) != 0)
 		goto out_unmount;
 	/* After daemonizing: the table carries the serving process's pid. */
 	err = pubtab_open(SHMFS_TABLE_DIR);
 	if (err)
-		fprintf(stderr, "shmfs: warning: no published table in %s (%s): "
+		fprintf(stderr,
+			"shmfs: warning: no published table in %s (%s): "
 			"clients will ask the daemon for every IPC_STAT\n",
 			SHMFS_TABLE_DIR, strerror(-err));
 	if (ops_start(se, o.verbose || cl.debug, pubtab_path()) != 0)

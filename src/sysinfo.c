@@ -146,7 +146,7 @@ int sysinfo_lift_bdi(const char *mountpoint)
 		if (!strcmp(mp, mountpoint) && strstr(line, " - fuse")) {
 			maj = a;
 			min = b;
-			found = true;	/* keep the last: the newest mount */
+			found = true; /* keep the last: the newest mount */
 		}
 	}
 	fclose(f);
