@@ -72,6 +72,7 @@ struct proc {
 struct fork_pending {
 	uint64_t token;
 	pid_t parent;
+	uint64_t since; /* ticks_now() when it was counted */
 	struct ref *refs;
 	struct fork_pending *next;
 };
@@ -1236,12 +1237,19 @@ void seg_session_start(pid_t tgid)
 		p->sessions = 1;
 }
 
-static struct fork_pending *fork_of_parent(pid_t parent)
+/* The oldest pending fork that tgid can be the child of. */
+static struct fork_pending *fork_of_child(pid_t tgid)
 {
 	struct fork_pending *fp, *oldest = NULL;
+	pid_t parent = T.cfg.parent_of(tgid);
+	uint64_t started = 0;
+	bool timed = T.cfg.start_time && T.cfg.ticks_now;
 
+	if (timed)
+		started = T.cfg.start_time(tgid);
 	for (fp = T.forks; fp; fp = fp->next)
-		if (fp->parent == parent)
+		if (fp->parent == parent &&
+		    (!timed || started + 1 >= fp->since))
 			oldest = fp; /* the list is newest first */
 	return oldest;
 }
@@ -1274,7 +1282,7 @@ void seg_session_close(pid_t tgid)
 	 */
 	if (!T.cfg.parent_of || !T.forks)
 		return;
-	fp = fork_of_parent(T.cfg.parent_of(tgid));
+	fp = fork_of_child(tgid);
 	if (fp)
 		fork_drop(fp, tgid);
 }
@@ -1334,6 +1342,7 @@ int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count)
 		return -ENOMEM;
 	fp->token = T.next_token++;
 	fp->parent = c->pid;
+	fp->since = T.cfg.ticks_now ? T.cfg.ticks_now() : 0;
 	fp->next = T.forks;
 	T.forks = fp;
 	T.npending++;

@@ -43,6 +43,11 @@ struct seg_config {
 	/* Parent of a process, or -1: used only when a forked child died
 	 * before it could claim its inherited attaches. */
 	pid_t (*parent_of)(pid_t tgid);
+	/* Optional: when a process started, and the time now, in the same
+	 * clock ticks; a child that started before a fork was counted is
+	 * not that fork's child (a posix_spawn child, say). */
+	uint64_t (*start_time)(pid_t tgid);
+	uint64_t (*ticks_now)(void);
 	/* Told (under the table lock; must not block) that a shmid is gone
 	 * for good, so the front end can drop names the kernel caches. */
 	void (*freed)(int shmid);

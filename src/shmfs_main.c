@@ -302,6 +302,8 @@ int main(int argc, char *argv[])
 	sysinfo_init();
 	cfg.host_limits = sysinfo_host_limits;
 	cfg.parent_of = sysinfo_parent;
+	cfg.start_time = sysinfo_start_time;
+	cfg.ticks_now = sysinfo_ticks_now;
 	cfg.freed = ops_shmid_freed;
 	cfg.pub = &pubtab_publisher; /* silent until pubtab_open */
 	err = seg_init(&cfg);

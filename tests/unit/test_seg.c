@@ -82,6 +82,20 @@ static pid_t fake_parent_of(pid_t tgid)
 	return -1;
 }
 
+/* Start times in ticks; 0 means "not told". */
+static uint64_t fake_starts[1024];
+static uint64_t fake_ticks;
+
+static uint64_t fake_start_time(pid_t tgid)
+{
+	return tgid >= 0 && tgid < 1024 ? fake_starts[tgid] : 0;
+}
+
+static uint64_t fake_ticks_now(void)
+{
+	return fake_ticks;
+}
+
 static void fake_parent(pid_t child, pid_t parent)
 {
 	fake.parents[fake.nparents].child = child;
@@ -1803,6 +1817,64 @@ static void test_fork_unclaimed_ref_goes_with_the_dead_child(void)
 	CHECK_EQ(stats().procs, 0);
 }
 
+/*
+ * An older child of the same parent (forked before the pending fork was
+ * counted, without the fork protocol) is not that fork's child: its close
+ * of .ctl leaves the pending fork alone.
+ */
+static void test_fork_older_child_is_not_the_pending_one(void)
+{
+	struct perm_cred parent = who(ALICE, AGRP, 100);
+	struct perm_cred child = who(ALICE, AGRP, 600);
+	struct seg_config cfg;
+	uint64_t token;
+	uint32_t count;
+	int a;
+
+	setup(&std_limits);
+	/* the same table, now with start times */
+	seg_fini();
+	cfg = (struct seg_config){
+		.given = std_limits,
+		.host_limits = fake_host_limits,
+		.parent_of = fake_parent_of,
+		.start_time = fake_start_time,
+		.ticks_now = fake_ticks_now,
+		.freed = fake_freed,
+		.now = fake_now,
+		.page_size = PAGE,
+	};
+	REQUIRE(CHECK_EQ(seg_init(&cfg), 0));
+	memset(fake_starts, 0, sizeof(fake_starts));
+	fake_parent(500, 100);	/* forked at tick 10, long before */
+	fake_parent(600, 100);	/* forked at tick 50, the pending fork */
+	fake_parent(700, 100);	/* the same, killed before it claimed */
+	fake_starts[500] = 10;
+	fake_starts[600] = 50;
+	fake_starts[700] = 50;
+	seg_session_open(100);
+	a = get(KEY, 100, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	REQUIRE(CHECK_EQ(attach(a, 100), 0));
+	fake_ticks = 50;
+	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	CHECK_UEQ(nattch(a), 2);
+	seg_session_close(500);
+	CHECK_UEQ(nattch(a), 2);
+	CHECK_EQ(stats().pending_forks, 1);
+	CHECK_EQ(seg_fork_child(&child, token), 0);
+	CHECK_UEQ(nattch(a), 2);
+	/* a child that started with the fork does match */
+	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	CHECK_UEQ(nattch(a), 3);
+	seg_session_close(700);
+	CHECK_UEQ(nattch(a), 2);
+	CHECK_EQ(stats().pending_forks, 0);
+	seg_session_close(600);
+	seg_session_close(100);
+	CHECK_UEQ(nattch(a), 0);
+}
+
 static void test_fork_stranger_close_changes_nothing(void)
 {
 	struct perm_cred parent = who(ALICE, AGRP, 100);
@@ -2605,6 +2677,7 @@ int main(void)
 	UNIT_RUN(test_fork_abort_undoes);
 	UNIT_RUN(test_fork_unclaimed_ref_goes_with_the_dead_child);
 	UNIT_RUN(test_fork_stranger_close_changes_nothing);
+	UNIT_RUN(test_fork_older_child_is_not_the_pending_one);
 	UNIT_RUN(test_limits_not_given_follow_the_host);
 	UNIT_RUN(test_given_limits_ignore_the_host);
 	UNIT_RUN(test_status_text);
