@@ -113,6 +113,17 @@ bench: deps
 	@$(MAKE) --no-print-directory all
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
+# mount -t fuse.shmfs and fstab: mount(8) runs /sbin/mount.fuse.shmfs if
+# there is one, else /sbin/mount.fuse, with PATH removed; libfuse 3's
+# mount.fuse3 then starts `shmfs` through /bin/sh, whose default PATH
+# (/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin) finds
+# BINDIR for PREFIX /usr/local or /usr.  The helper link makes fuse.shmfs
+# use libfuse 3's helper also where mount.fuse is missing or libfuse 2's.
+# MOUNT_HELPER_DIR= (empty) installs no helper.
+MOUNT_HELPER_DIR ?= /sbin
+MOUNT_FUSE3 ?= /sbin/mount.fuse3
+MOUNT_HELPER := mount.fuse.shmfs
+
 install: $(INSTALLED)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
 		$(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
@@ -125,6 +136,10 @@ install: $(INSTALLED)
 	install -m 644 $(B)/shmfs.pc $(DESTDIR)$(PCDIR)/shmfs.pc
 	install -m 644 shmfs.1 $(DESTDIR)$(MANDIR)/man1/shmfs.1
 	install -m 644 libshmfs.3 $(DESTDIR)$(MANDIR)/man3/libshmfs.3
+	if [ -n "$(MOUNT_HELPER_DIR)" ]; then \
+		install -d $(DESTDIR)$(MOUNT_HELPER_DIR) && \
+		ln -sf $(MOUNT_FUSE3) $(DESTDIR)$(MOUNT_HELPER_DIR)/$(MOUNT_HELPER); \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/shmfs $(DESTDIR)$(LIBDIR)/libshmfs.so.$(SOVERSION) \
@@ -132,6 +147,8 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libshmfs-preload.so $(DESTDIR)$(INCDIR)/shmfs.h \
 		$(DESTDIR)$(PCDIR)/shmfs.pc $(DESTDIR)$(MANDIR)/man1/shmfs.1 \
 		$(DESTDIR)$(MANDIR)/man3/libshmfs.3
+	if [ -n "$(MOUNT_HELPER_DIR)" ]; then \
+		rm -f $(DESTDIR)$(MOUNT_HELPER_DIR)/$(MOUNT_HELPER); fi
 
 clean:
 	rm -rf $(B)
