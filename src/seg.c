@@ -700,6 +700,7 @@ void seg_fini(void)
 		close(T.arena);
 	T.arena = -1;
 	T.tot_pages = T.nobjects = T.nhandles = T.nprocs = T.npending = 0;
+	T.nrefs = 0;
 }
 
 /* ---- shmget ---- */
