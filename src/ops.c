@@ -26,6 +26,7 @@
 
 #include "names.h"
 #include "ops.h"
+#include "passthrough.h"
 #include "perm.h"
 #include "seg.h"
 #include "shmfs_proto.h"
@@ -781,8 +782,10 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 			reply_err(req, attach ? "shmat" : "open", -err);
 			return;
 		}
-		/* One page cache for every opener: see FUSE-NOTES. */
-		fi->keep_cache = 1;
+		/* One page cache for every opener: see FUSE-NOTES.  A
+		 * passthrough open has none, and the kernel refuses it
+		 * any flag but noflush and direct_io. */
+		fi->keep_cache = !seg_handle_backing(of->h);
 		fi->noflush = 1;
 	} else {
 		free(of);
@@ -790,7 +793,7 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	fi->fh = (uint64_t)(uintptr_t)of;
-	if (fuse_reply_open(req, fi) != 0) {
+	if (pt_reply_open(req, fi, of->h ? seg_handle_backing(of->h) : 0) != 0) {
 		/* interrupted: the kernel will send no flush or release */
 		if (of->kind == OF_CTL)
 			seg_session_close(sysinfo_tgid(fuse_req_ctx(req)->pid));
@@ -868,7 +871,8 @@ static void shmfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 	}
 	end = seg_handle_size(of->h);
 	if (off < 0 || (uint64_t)off >= end) {
-		reply_err(req, "write past the end of a segment", EFBIG);
+		/* as the sealed memfd of a passthrough segment answers */
+		reply_err(req, "write at or past the end of a segment", EPERM);
 		return;
 	}
 	if (size > end - (uint64_t)off)
@@ -1081,9 +1085,11 @@ static void reply_stats(fuse_req_t req, size_t size)
 		     "shmids %u\npages %" PRIu64 "\nobjects %" PRIu64
 		     "\nhandles %" PRIu64 "\nprocesses %" PRIu64
 		     "\npending_forks %" PRIu64 "\nattaches %" PRIu64
-		     "\nmemory %" PRIu64 "\n",
+		     "\nmemory %" PRIu64 "\npassthrough %" PRIu64
+		     "\narena %" PRIu64 "\nunmeasured %" PRIu64 "\n",
 		     s.used, s.tot_pages, s.objects, s.handles, s.procs,
-		     s.pending_forks, s.attaches, s.memory);
+		     s.pending_forks, s.attaches, s.memory, s.passthrough,
+		     s.arena, s.unmeasured);
 	reply_xattr_buf(req, text, (size_t)n, size);
 }
 
@@ -1344,6 +1350,7 @@ static void shmfs_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS;
 	conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* always plus */
+	pt_init();
 	O.mount_time = time(NULL);
 }
 

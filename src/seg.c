@@ -13,12 +13,20 @@
  * synchronously when it closes it, also at exit and exec.
  * nattch is the number of refs.
  *
- * The memory of every segment is a range of one sparse memfd, the arena:
- * one descriptor however many segments there are.  Ranges are handed out
- * in order and never reused (the arena's 2^62 bytes of offsets outlast
- * any daemon), so a new segment always starts as holes, that is zeros;
- * a segment's range is punched out when the shmid is gone and no handle
- * (open file, mapping) is left.  The object itself also stays while the
+ * A segment's memory is a memfd of its own when the front end can hand
+ * memfds to the kernel as backing files (FUSE passthrough): the kernel
+ * then serves reads, writes and mappings of the segment file from it, and
+ * holds it for as long as anything uses it.  The memfd is sealed at the
+ * segment's size.  The daemon keeps the descriptor while it has
+ * descriptors to spare, to measure the memory in use, and lets it go
+ * beyond that; the backing id alone keeps the memfd.
+ *
+ * Without passthrough, the memory of every segment is a range of one
+ * sparse memfd, the arena: one descriptor however many segments there
+ * are.  Ranges are handed out in order and never reused (the arena's 2^62
+ * bytes of offsets outlast any daemon), so a new segment always starts as
+ * holes, that is zeros.  Either way the memory is given back when the
+ * shmid is gone and no handle (open file) is left.  The object itself also stays while the
  * front end holds lookups on it (seg_forget), so that its serial never
  * names another.
  */
@@ -84,8 +92,10 @@ struct seg {
 	uint64_t handles;
 	uint64_t nlookup;
 	int slot;
-	bool has_memory; /* its arena range is not punched out yet */
+	bool has_memory; /* not given back yet */
 	uint64_t offset; /* of its range in the arena */
+	int backing; /* passthrough backing id, or 0: in the arena */
+	int memfd; /* the backing memfd, when kept; -1 otherwise */
 	uid_t lock_uid; /* charged for SHM_LOCK */
 	bool removed;
 	bool freed;
@@ -125,8 +135,10 @@ static struct {
 	struct proc *procs[PROC_BUCKETS];
 	struct fork_pending *forks;
 	struct seg_handle *handles;
-	int arena; /* the memfd behind every segment */
+	int arena; /* the memfd behind every segment without backing */
 	uint64_t arena_next; /* offset of the next segment's range */
+	bool no_backing; /* the front end cannot take backing files */
+	uint64_t memfds; /* backing memfds kept open */
 	uint64_t next_serial;
 	uint64_t next_token;
 	uint32_t nused;
@@ -461,8 +473,77 @@ static void seg_release_memory(struct seg *s)
 	if (!s->has_memory)
 		return;
 	s->has_memory = false;
+	if (s->backing) {
+		T.cfg.backing_close(s->backing);
+		s->backing = 0;
+		if (s->memfd >= 0) {
+			close(s->memfd);
+			s->memfd = -1;
+			T.memfds--;
+		}
+		return;
+	}
 	fallocate(T.arena, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  (off_t)s->offset, (off_t)(s->pages * T.cfg.page_size));
+}
+
+/*
+ * A sealed memfd of the segment's exact size, as the kernel's own shm
+ * file: stores into the rest of the last page stay, and nothing can grow
+ * or shrink it.  0, or -ENOTSUP when the front end takes no backing files
+ * (from then on, every segment goes to the arena), or another -errno.
+ */
+static int seg_backing_new(struct seg *s)
+{
+	int fd, id, err;
+
+	if (T.no_backing || !T.cfg.backing_open)
+		return -ENOTSUP;
+	fd = memfd_create("shmfs", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0) /* out of descriptors, say: this one goes to the arena */
+		return errno == ENOMEM ? -ENOMEM : -ENOTSUP;
+	if (ftruncate(fd, (off_t)s->ds.segsz) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) <
+		    0) {
+		err = -errno;
+		close(fd);
+		return err == -EFBIG || err == -EINVAL ? -ENOMEM : err;
+	}
+	id = T.cfg.backing_open(fd);
+	if (id < 0) {
+		close(fd);
+		if (id != -ENOMEM && id != -ENFILE && id != -EMFILE) {
+			T.no_backing = true;
+			return -ENOTSUP;
+		}
+		return id;
+	}
+	s->backing = id;
+	if (T.memfds < T.cfg.memfd_budget) {
+		s->memfd = fd;
+		T.memfds++;
+	} else {
+		close(fd);
+	}
+	return 0;
+}
+
+/* The memory of a new segment: backing when it can, else the arena. */
+static int seg_alloc_memory(struct seg *s)
+{
+	uint64_t page = T.cfg.page_size;
+	int err = seg_backing_new(s);
+
+	if (err != -ENOTSUP) {
+		s->has_memory = !err;
+		return err;
+	}
+	if (T.arena < 0 || s->pages > (ARENA_SIZE - T.arena_next) / page)
+		return -ENOSPC;
+	s->offset = T.arena_next;
+	T.arena_next += s->pages * page;
+	s->has_memory = true;
+	return 0;
 }
 
 static void seg_maybe_destroy(struct seg *s)
@@ -573,15 +654,25 @@ static void fork_drop(struct fork_pending *fp, pid_t lpid)
 
 /* ---- views ---- */
 
-/* Memory in use: the data extents of its arena range. */
+/*
+ * Memory in use: the pages of its memfd or the data extents of its arena
+ * range.  A backing memfd the daemon did not keep cannot be measured: it
+ * counts as all of its pages.
+ */
 static uint64_t seg_bytes(const struct seg *s)
 {
 	off_t pos = (off_t)s->offset;
 	off_t end = (off_t)(s->offset + s->pages * T.cfg.page_size);
 	uint64_t bytes = 0;
+	struct stat st;
 
 	if (!s->has_memory)
 		return 0;
+	if (s->backing) {
+		if (s->memfd >= 0 && fstat(s->memfd, &st) == 0)
+			return (uint64_t)st.st_blocks * 512;
+		return s->pages * T.cfg.page_size;
+	}
 	while (pos < end) {
 		off_t data = lseek(T.arena, pos, SEEK_DATA), hole;
 
@@ -630,6 +721,8 @@ int seg_init(const struct seg_config *cfg)
 	T.next_serial = 1;
 	T.next_token = 1;
 	T.arena_next = 0;
+	T.no_backing = false;
+	T.memfds = 0;
 	T.arena = memfd_create("shmfs", MFD_CLOEXEC);
 	if (T.arena < 0)
 		return -errno;
@@ -711,7 +804,7 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	struct seg_limits l;
 	uint64_t page = T.cfg.page_size, pages;
 	struct seg *s;
-	int slot;
+	int slot, err;
 	uint16_t seq;
 
 	seg_limits_now(&l);
@@ -722,17 +815,29 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	pages = (size + page - 1) / page;
 	if (T.tot_pages + pages < T.tot_pages || T.tot_pages + pages > l.shmall)
 		return -ENOSPC;
+	/* as shmem_kernel_file_setup: the largest file, then the commit */
+	if (size > (uint64_t)INT64_MAX)
+		return -EINVAL;
+	if (!(flags & SHM_NORESERVE) && T.cfg.commit_room &&
+	    pages > T.cfg.commit_room())
+		return -ENOMEM;
 	if (T.nused >= l.shmmni)
 		return -ENOSPC;
 	slot = slot_lowest_free();
 	if (slot < 0)
 		return -ENOSPC;
 
-	if (T.arena < 0 || pages > (ARENA_SIZE - T.arena_next) / page)
-		return -ENOSPC;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
+	s->memfd = -1;
+	s->pages = pages;
+	s->ds.segsz = size;
+	err = seg_alloc_memory(s);
+	if (err) {
+		free(s);
+		return err;
+	}
 
 	seq = T.slots[slot].seq % SEQ_MAX + 1; /* 1..SEQ_MAX: never id 0 */
 	T.slots[slot].seq = seq;
@@ -740,10 +845,6 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	slot_mark(slot, true);
 	s->serial = T.next_serial++;
 	s->slot = slot;
-	s->offset = T.arena_next;
-	s->has_memory = true;
-	T.arena_next += pages * page;
-	s->pages = pages;
 	s->ds.key = key;
 	s->ds.shmid =
 		(int32_t)((uint32_t)seq << SHMFS_ID_SHIFT | (uint32_t)slot);
@@ -751,7 +852,6 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	s->ds.gid = s->ds.cgid = c->gid;
 	s->ds.mode = (uint32_t)flags & 0777;
 	s->ds.seq = seq;
-	s->ds.segsz = size;
 	s->ds.ctime = seg_now();
 	s->ds.cpid = c->pid;
 	serial_insert(s);
@@ -1309,8 +1409,12 @@ void seg_release(struct seg_handle *h)
 
 int seg_handle_fd(const struct seg_handle *h)
 {
-	(void)h;
-	return T.arena;
+	return h->seg->backing ? h->seg->memfd : T.arena;
+}
+
+int seg_handle_backing(const struct seg_handle *h)
+{
+	return h->seg->backing;
 }
 
 uint64_t seg_handle_offset(const struct seg_handle *h)
@@ -1502,7 +1606,9 @@ int seg_status(char **text, size_t *len)
 
 void seg_get_stats(struct seg_stats *st)
 {
+	const struct seg *s;
 	struct stat ast;
+	unsigned b;
 
 	TABLE_LOCK();
 	st->used = T.nused;
@@ -1515,4 +1621,17 @@ void seg_get_stats(struct seg_stats *st)
 	st->memory = 0;
 	if (T.arena >= 0 && fstat(T.arena, &ast) == 0)
 		st->memory = (uint64_t)ast.st_blocks * 512;
+	st->passthrough = st->arena = st->unmeasured = 0;
+	for (b = 0; b < SERIAL_BUCKETS; b++)
+		for (s = T.by_serial[b]; s; s = s->serial_next) {
+			if (!s->has_memory)
+				continue;
+			if (!s->backing) {
+				st->arena++;
+				continue;
+			}
+			st->passthrough++;
+			st->unmeasured += s->memfd < 0;
+			st->memory += seg_bytes(s);
+		}
 }

@@ -51,6 +51,17 @@ struct seg_config {
 	/* Told (under the table lock; must not block) that a shmid is gone
 	 * for good, so the front end can drop names the kernel caches. */
 	void (*freed)(int shmid);
+	/* Optional: pages one new segment may reserve (unless created
+	 * with SHM_NORESERVE), as the host's overcommit policy allows. */
+	uint64_t (*commit_room)(void);
+	/* Optional: hand a segment's memfd to the kernel as a backing file
+	 * (an id > 0, or -errno; -ENOMEM, -ENFILE and -EMFILE fail the
+	 * shmget, any other error sends every later segment to the arena),
+	 * and take it back.  Must not block. */
+	int (*backing_open)(int fd);
+	void (*backing_close)(int id);
+	/* How many backing memfds the daemon may keep open to measure. */
+	uint64_t memfd_budget;
 	/* Clock in whole seconds (tests may replace it). */
 	int64_t (*now)(void);
 	size_t page_size;
@@ -116,7 +127,9 @@ int seg_unlink(key_t key, int shmid, struct perm_cred *c);
 int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 	     struct seg_handle **h);
 void seg_release(struct seg_handle *h);
-/* The segment's bytes are at seg_handle_offset() in seg_handle_fd(). */
+/* The segment's backing id (its opens go to the kernel), or 0. */
+int seg_handle_backing(const struct seg_handle *h);
+/* Otherwise its bytes are at seg_handle_offset() in seg_handle_fd(). */
 int seg_handle_fd(const struct seg_handle *h);
 uint64_t seg_handle_offset(const struct seg_handle *h);
 uint64_t seg_handle_size(const struct seg_handle *h);
@@ -146,7 +159,10 @@ struct seg_stats {
 	uint64_t procs;
 	uint64_t pending_forks;
 	uint64_t attaches; /* refs: the sum of every nattch */
-	uint64_t memory; /* bytes of segment data held in the arena */
+	uint64_t memory; /* bytes of segment data held */
+	uint64_t passthrough; /* segments with memory of their own */
+	uint64_t arena; /* segments with memory in the arena */
+	uint64_t unmeasured; /* backing memfds not kept: counted as full */
 };
 void seg_get_stats(struct seg_stats *s);
 

@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ops.h"
+#include "passthrough.h"
 #include "pubtab.h"
 #include "seg.h"
 #include "sysinfo.h"
@@ -26,6 +28,7 @@ struct options {
 	char *shmseg;
 	char *shmall;
 	int verbose;
+	int no_passthrough;
 	/* Non-option arguments: mount.fuse3 passes "SOURCE MOUNTPOINT". */
 	char *nonopt[2];
 	int n_nonopt;
@@ -42,6 +45,8 @@ static const struct fuse_opt option_spec[] = { SHMFS_OPT("shmmax=%s", shmmax),
 					       SHMFS_OPT("shmseg=%s", shmseg),
 					       SHMFS_OPT("shmall=%s", shmall),
 					       SHMFS_OPT("verbose", verbose),
+					       SHMFS_OPT("no_passthrough",
+							 no_passthrough),
 					       FUSE_OPT_END };
 
 /* Keep up to two non-option arguments; the mount point is the last. */
@@ -79,6 +84,11 @@ static void usage(const char *prog)
 	       "    -o shmall=PAGES        most pages in all segments "
 	       "(default: host's kernel.shmall, live)\n"
 	       "    -o verbose             log each error a client causes\n"
+	       "    -o no_passthrough      keep every segment in the daemon's "
+	       "arena,\n"
+	       "                           served through the page cache, "
+	       "even where\n"
+	       "                           the kernel offers FUSE passthrough\n"
 	       "    BYTES take a K, M, G or T suffix (powers of 1024)\n\n",
 	       prog, SHMFS_MAX_SLOTS);
 }
@@ -240,6 +250,26 @@ static int check_environment(const char *mnt)
 	return 0;
 }
 
+/*
+ * Backing memfds the daemon may keep open to measure their memory: what
+ * the descriptor limit leaves after a reserve for everything else.
+ */
+static uint64_t memfd_budget(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur == RLIM_INFINITY)
+		return UINT64_MAX;
+	return rl.rlim_cur > 1024 ? rl.rlim_cur - 1024 : 0;
+}
+
 static void free_options(struct options *o)
 {
 	free(o->shmmax);
@@ -305,6 +335,12 @@ int main(int argc, char *argv[])
 	cfg.start_time = sysinfo_start_time;
 	cfg.ticks_now = sysinfo_ticks_now;
 	cfg.freed = ops_shmid_freed;
+	cfg.commit_room = sysinfo_commit_room;
+	if (!o.no_passthrough) {
+		cfg.backing_open = pt_backing_open;
+		cfg.backing_close = pt_backing_close;
+		cfg.memfd_budget = memfd_budget();
+	}
 	cfg.pub = &pubtab_publisher; /* silent until pubtab_open */
 	err = seg_init(&cfg);
 	if (err) {
@@ -324,6 +360,8 @@ int main(int argc, char *argv[])
 		goto out_session;
 	if (fuse_session_mount(se, cl.mountpoint) != 0)
 		goto out_signals;
+	if (pt_install(se, !o.no_passthrough) != 0)
+		goto out_unmount;
 	err = sysinfo_lift_bdi(cl.mountpoint);
 	if (err)
 		fprintf(stderr,
@@ -364,6 +402,7 @@ int main(int argc, char *argv[])
 out_ops:
 	ops_stop();
 out_unmount:
+	pt_uninstall();
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

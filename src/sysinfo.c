@@ -11,18 +11,23 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "sysinfo.h"
 
 static int fd_shmmax = -1, fd_shmall = -1, fd_shmmni = -1;
+static int fd_overcommit = -1, fd_meminfo = -1;
 
 int sysinfo_init(void)
 {
 	fd_shmmax = open("/proc/sys/kernel/shmmax", O_RDONLY | O_CLOEXEC);
 	fd_shmall = open("/proc/sys/kernel/shmall", O_RDONLY | O_CLOEXEC);
 	fd_shmmni = open("/proc/sys/kernel/shmmni", O_RDONLY | O_CLOEXEC);
+	fd_overcommit =
+		open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
+	fd_meminfo = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
 	return 0;
 }
 
@@ -34,7 +39,12 @@ void sysinfo_fini(void)
 		close(fd_shmall);
 	if (fd_shmmni >= 0)
 		close(fd_shmmni);
+	if (fd_overcommit >= 0)
+		close(fd_overcommit);
+	if (fd_meminfo >= 0)
+		close(fd_meminfo);
 	fd_shmmax = fd_shmall = fd_shmmni = -1;
+	fd_overcommit = fd_meminfo = -1;
 }
 
 static uint64_t read_u64(int fd)
@@ -61,6 +71,54 @@ void sysinfo_host_limits(struct seg_limits *out, unsigned want)
 		uint64_t mni = read_u64(fd_shmmni);
 
 		out->shmmni = mni > UINT32_MAX ? UINT32_MAX : (uint32_t)mni;
+	}
+}
+
+/* A "Name:  N kB" line of /proc/meminfo, in kB, or -1. */
+static int64_t meminfo_kb(const char *buf, const char *name)
+{
+	const char *p = strstr(buf, name);
+
+	return p ? strtoll(p + strlen(name), NULL, 10) : -1;
+}
+
+/*
+ * Pages one new segment may reserve under the host's overcommit policy,
+ * as the kernel's __vm_enough_memory judges a shmem file: no limit with
+ * overcommit_memory 1; RAM plus swap with 0; what is left of the commit
+ * limit with 2.
+ */
+uint64_t sysinfo_commit_room(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct sysinfo si;
+	char buf[4096];
+	int64_t limit, committed;
+	ssize_t n;
+
+	switch (read_u64(fd_overcommit)) {
+	case 1:
+		return UINT64_MAX;
+	case 2:
+		if (fd_meminfo < 0)
+			return UINT64_MAX;
+		n = pread(fd_meminfo, buf, sizeof(buf) - 1, 0);
+		if (n <= 0)
+			return UINT64_MAX;
+		buf[n] = '\0';
+		limit = meminfo_kb(buf, "CommitLimit:");
+		committed = meminfo_kb(buf, "Committed_AS:");
+		if (limit < 0 || committed < 0)
+			return UINT64_MAX;
+		return limit > committed
+			       ? (uint64_t)(limit - committed) * 1024 /
+					 (uint64_t)page
+			       : 0;
+	default:
+		if (sysinfo(&si) != 0 || page <= 0)
+			return UINT64_MAX;
+		return ((uint64_t)si.totalram + si.totalswap) * si.mem_unit /
+		       (uint64_t)page;
 	}
 }
 

@@ -15,6 +15,7 @@ pid_t sysinfo_parent(pid_t tgid);
 /* Start of a process and the time now, in clock ticks since boot. */
 uint64_t sysinfo_start_time(pid_t tgid);
 uint64_t sysinfo_ticks_now(void);
+uint64_t sysinfo_commit_room(void);
 /* Lift the per-mount dirty limit of the mount at path (see FUSE-NOTES). */
 int sysinfo_lift_bdi(const char *mountpoint);
 

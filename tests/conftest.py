@@ -241,6 +241,12 @@ class Mount:
     def id_path(self, shmid):
         return shmfs_client.id_path(self.root, shmid)
 
+    def stats(self):
+        """The daemon's totals (user.shmfs.stats on the root), as ints."""
+        text = os.getxattr(self.root, "user.shmfs.stats").decode()
+        return dict((k, int(v)) for k, v in
+                    (line.split() for line in text.splitlines()))
+
     def client(self):
         """A shmfs_client.Client on this mount (closed at teardown)."""
         return shmfs_client.Client(self.root)
@@ -273,6 +279,24 @@ def _finish(m):
 @pytest.fixture
 def shmfs():
     m = Mount()
+    try:
+        yield m
+    finally:
+        _finish(m)
+
+
+# The two homes of a segment's memory (shmfs.1, DATA PATHS): a memfd of its
+# own served by the kernel (FUSE passthrough, the default where the kernel
+# has it), or the daemon's arena served through the page cache.
+DATA_PATHS = {"passthrough": [], "arena": ["-o", "no_passthrough"]}
+
+
+@pytest.fixture(params=sorted(DATA_PATHS))
+def shmfs_each_path(request):
+    """A mount for each data path; a module runs its tests on both by
+    defining `shmfs` as this."""
+    m = Mount(DATA_PATHS[request.param])
+    m.data_path = request.param
     try:
         yield m
     finally:

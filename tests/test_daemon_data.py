@@ -6,9 +6,17 @@ import os
 import subprocess
 import time
 
+import pytest
+
 
 import shmfs_client as sc
 from shmfs_client import IPC_CREAT, IPC_PRIVATE
+
+
+@pytest.fixture
+def shmfs(shmfs_each_path):
+    """Every test here runs on both data paths."""
+    return shmfs_each_path
 
 KEY = 0xDA7A
 PAGE = os.sysconf("SC_PAGE_SIZE")

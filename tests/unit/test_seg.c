@@ -566,6 +566,177 @@ static void test_segments_have_their_own_memory(void)
 	seg_release(hc);
 }
 
+/* ---- backing files (passthrough) ---- */
+
+static struct {
+	int answer; /* -errno to refuse, 0 to give ids */
+	int next_id;
+	int open[16]; /* fds handed over, by id; -1 once closed */
+	int opens, closes;
+} fb;
+
+static int fake_backing_open(int fd)
+{
+	int id;
+
+	fb.opens++;
+	if (fb.answer)
+		return fb.answer;
+	id = ++fb.next_id;
+	if (id < 16)
+		fb.open[id] = dup(fd); /* the kernel's own reference */
+	return id;
+}
+
+static void fake_backing_close(int id)
+{
+	fb.closes++;
+	if (id > 0 && id < 16 && fb.open[id] >= 0) {
+		close(fb.open[id]);
+		fb.open[id] = -1;
+	}
+}
+
+static void setup_backing(int answer, uint64_t budget,
+			  uint64_t (*commit)(void))
+{
+	struct seg_config cfg = {
+		.given = std_limits,
+		.host_limits = fake_host_limits,
+		.freed = fake_freed,
+		.now = fake_now,
+		.page_size = PAGE,
+		.backing_open = fake_backing_open,
+		.backing_close = fake_backing_close,
+		.memfd_budget = budget,
+		.commit_room = commit,
+	};
+	int i;
+
+	seg_fini();
+	memset(&fake, 0, sizeof(fake));
+	memset(&fb, 0, sizeof(fb));
+	for (i = 0; i < 16; i++)
+		fb.open[i] = -1;
+	fb.answer = answer;
+	fake.clock = 1000;
+	CHECK_EQ(seg_init(&cfg), 0);
+}
+
+static void fb_fini(void)
+{
+	int i;
+
+	for (i = 0; i < 16; i++)
+		if (fb.open[i] >= 0)
+			close(fb.open[i]);
+}
+
+static void test_backing_memfd_is_sealed_at_segsz(void)
+{
+	struct seg_handle *h;
+	struct stat st;
+	char c = 'x';
+	int a, fd;
+
+	setup_backing(0, 100, NULL);
+	a = get(KEY, PAGE + 5, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	CHECK_EQ(fb.opens, 1);
+	REQUIRE(CHECK_EQ(open_id(a, 700, false, &h), 0));
+	CHECK_EQ(seg_handle_backing(h), 1);
+	fd = fb.open[1];
+	REQUIRE(CHECK(fd >= 0));
+	CHECK_EQ(fstat(fd, &st), 0);
+	CHECK_EQ(st.st_size, PAGE + 5);
+	/* neither grows nor shrinks, and the seals stay */
+	CHECK_EQ(pwrite(fd, &c, 1, PAGE + 5), -1);
+	CHECK_EQ(errno, EPERM);
+	CHECK_EQ(ftruncate(fd, 0), -1);
+	CHECK_EQ(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), -1);
+	CHECK_EQ(pwrite(fd, &c, 1, PAGE + 4), 1);
+	CHECK_UEQ(stats().memory, PAGE);
+	CHECK_UEQ(stats().passthrough, 1);
+	CHECK_UEQ(stats().arena, 0);
+	/* freed with a handle open: given back only at its release */
+	CHECK_EQ(rmid(a), 0);
+	CHECK_EQ(fb.closes, 0);
+	seg_release(h);
+	CHECK_EQ(fb.closes, 1);
+	CHECK_EQ(fb.open[1], -1);
+	CHECK_UEQ(stats().passthrough, 0);
+	fb_fini();
+}
+
+static void test_backing_over_budget_is_unmeasured(void)
+{
+	int a, b;
+
+	setup_backing(0, 1, NULL);
+	a = get(KEY, 3 * PAGE, IPC_CREAT | 0600);
+	b = get(KEY + 1, 2 * PAGE, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0 && b > 0));
+	CHECK_UEQ(stats().passthrough, 2);
+	CHECK_UEQ(stats().unmeasured, 1);
+	/* the one not kept counts as all of its pages */
+	CHECK_UEQ(stats().memory, 2 * PAGE);
+	CHECK_EQ(rmid(a), 0);
+	CHECK_EQ(rmid(b), 0);
+	CHECK_EQ(fb.closes, 2);
+	CHECK_UEQ(stats().memory, 0);
+	fb_fini();
+}
+
+static void test_backing_refused_falls_back_to_the_arena(void)
+{
+	struct seg_handle *h;
+	int a, b;
+
+	setup_backing(-EPERM, 100, NULL);
+	a = get(KEY, PAGE, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	b = get(KEY + 1, PAGE, IPC_CREAT | 0600);
+	REQUIRE(CHECK(b > 0));
+	/* asked once, never again */
+	CHECK_EQ(fb.opens, 1);
+	REQUIRE(CHECK_EQ(open_id(b, 700, false, &h), 0));
+	CHECK_EQ(seg_handle_backing(h), 0);
+	CHECK_UEQ(stats().arena, 2);
+	seg_release(h);
+	fb_fini();
+}
+
+static void test_backing_out_of_memory_fails_the_shmget(void)
+{
+	setup_backing(-ENOMEM, 100, NULL);
+	CHECK_EQ(get(KEY, PAGE, IPC_CREAT | 0600), -ENOMEM);
+	CHECK_EQ(get(KEY, PAGE, 0600), -ENOENT);
+	CHECK_UEQ(stats().used, 0);
+	CHECK_UEQ(stats().tot_pages, 0);
+	CHECK_UEQ(stats().objects, 0);
+	/* and is asked again next time */
+	fb.answer = 0;
+	CHECK(get(KEY, PAGE, IPC_CREAT | 0600) > 0);
+	CHECK_EQ(fb.opens, 2);
+	fb_fini();
+}
+
+static uint64_t ten_pages(void)
+{
+	return 10;
+}
+
+static void test_commit_room_as_the_kernel_overcommit(void)
+{
+	setup_backing(0, 100, ten_pages);
+	CHECK_EQ(get(KEY, 11 * PAGE, IPC_CREAT | 0600), -ENOMEM);
+	CHECK_UEQ(stats().used, 0);
+	CHECK(get(KEY, 10 * PAGE, IPC_CREAT | 0600) > 0);
+	/* SHM_NORESERVE asks for no reservation */
+	CHECK(get(KEY + 1, 11 * PAGE, IPC_CREAT | SHM_NORESERVE | 0600) > 0);
+	fb_fini();
+}
+
 /* A name the kernel still caches keeps the object, not the memory. */
 static void test_held_lookup_does_not_keep_memory(void)
 {
@@ -2685,6 +2856,11 @@ int main(void)
 	UNIT_RUN(test_published_copy_follows_every_change);
 	UNIT_RUN(test_sparse_slots_walk_and_highest);
 	UNIT_RUN(test_full_table_of_32768);
+	UNIT_RUN(test_backing_memfd_is_sealed_at_segsz);
+	UNIT_RUN(test_backing_over_budget_is_unmeasured);
+	UNIT_RUN(test_backing_refused_falls_back_to_the_arena);
+	UNIT_RUN(test_backing_out_of_memory_fails_the_shmget);
+	UNIT_RUN(test_commit_room_as_the_kernel_overcommit);
 	seg_fini();
 	return unit_done();
 }
