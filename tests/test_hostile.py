@@ -490,6 +490,7 @@ def test_wrong_node_types(shmfs, world, who):
 # -- sizes ---------------------------------------------------------------------
 
 SIZE_MAX = (1 << 64) - 1
+SHM_NORESERVE = 0o10000
 
 
 @pytest.mark.parametrize("who", WHO)
@@ -560,6 +561,16 @@ def test_shmget_beyond_what_the_host_can_commit_fails_as_on_the_kernel(
              both(["shmget", sc.IPC_PRIVATE, 1 << 62, 0o600], "ENOMEM")]
     check_table(shmfs, world, "root", table)
     check_table(shmfs, world, "user", table)
+    # SHM_NORESERVE asks for no reservation: a sparse 1 TiB segment is
+    # made, as the kernel makes it, and takes no memory
+    base = world.stats()["memory"]
+    got = run_calls(shmfs, "user", [["shmget", sc.IPC_PRIVATE, 1 << 40,
+                                     SHM_NORESERVE | 0o600]], world.paths)
+    assert got[0].startswith("OK:"), got
+    big = int(got[0][3:])
+    assert world.c.stat(big)["segsz"] == 1 << 40
+    assert world.stats()["memory"] == base
+    world.c.rmid(big)
 
 
 # -- offsets -------------------------------------------------------------------
