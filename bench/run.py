@@ -338,10 +338,15 @@ def remove_kernel_leftovers(pids=()):
 
 # ---------------------------------------------------------------- mount
 
+ARENA = False  # --arena: shmfs mounts with -o no_passthrough
+
+
 class Mount:
     """A fresh shmfs daemon on a temporary directory, always unmounted."""
 
     def __init__(self, opts="allow_other,shmmni=32768"):
+        if ARENA:
+            opts += ",no_passthrough"
         self.root = tempfile.mkdtemp(prefix="shmbench-")
         os.chmod(self.root, 0o755)
         self.err = tempfile.TemporaryFile(prefix="shmbench-daemon-")
@@ -709,11 +714,18 @@ def parse_args():
                     help="small sizes, 5 s windows, 1,000 segments/calls")
     ap.add_argument("--only", metavar="GROUP[,GROUP]",
                     help="run only these groups: " + ", ".join(GROUPS))
+    ap.add_argument("--arena", action="store_true",
+                    help="shmfs with -o no_passthrough: segments in the "
+                    "daemon's arena, served through the page cache "
+                    "(results to bench/results-arena.md by default)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per side (default 3)")
-    ap.add_argument("--results", default=os.path.join(BENCH, "results.md"),
+    ap.add_argument("--results",
                     help="markdown output (default bench/results.md)")
     a = ap.parse_args()
+    if not a.results:
+        a.results = os.path.join(BENCH, "results-arena.md" if a.arena
+                                 else "results.md")
     a.groups = GROUPS
     if a.only:
         a.groups = [g.strip() for g in a.only.split(",") if g.strip()]
@@ -733,8 +745,11 @@ def write_results(path, res, args, info, cmdline, started, elapsed):
              "Machine: " + "; ".join("%s: %s" % kv for kv in info.items()),
              "",
              "Groups: %s; %d round(s) per side, kernel and shmfs "
-             "alternating; %s sizes." % (", ".join(args.groups), args.rounds,
-                                         "quick" if args.quick else "full"),
+             "alternating; %s sizes; shmfs data path: %s." % (
+                 ", ".join(args.groups), args.rounds,
+                 "quick" if args.quick else "full",
+                 "the arena (-o no_passthrough)" if args.arena
+                 else "passthrough"),
              "Kernel and shmfs columns are medians over the rounds; the "
              "ratio is the median of the per-round ratios shmfs/kernel and "
              "min..max their range (for shmfs-only rows, the range of the "
@@ -749,7 +764,9 @@ def write_results(path, res, args, info, cmdline, started, elapsed):
 
 
 def main():
+    global ARENA
     args = parse_args()
+    ARENA = args.arena
     if os.geteuid() != 0:
         sys.exit("run.py: run as root (it mounts shmfs and sets sysctls)")
     p = Params(args.quick)
