@@ -85,20 +85,29 @@ static pid_t status_field(pid_t pid, const char *field)
 	return val;
 }
 
+/*
+ * pidfd_open refuses a thread that does not lead its group (EINVAL, or
+ * ENOENT on newer kernels).  Where pidfd_open itself is missing (ENOSYS:
+ * Linux before 5.3, valgrind; EPERM: a seccomp profile) the Tgid line of
+ * /proc/<tid>/status says it, as it does for a non-leader.
+ */
 pid_t sysinfo_tgid(pid_t tid)
 {
+	static int no_pidfd;
 	pid_t tgid;
 	int fd;
 
-	/* pidfd_open refuses a thread that does not lead its group. */
-	fd = (int)syscall(SYS_pidfd_open, tid, 0);
-	if (fd >= 0) {
-		close(fd);
-		return tid;
+	if (!__atomic_load_n(&no_pidfd, __ATOMIC_RELAXED)) {
+		fd = (int)syscall(SYS_pidfd_open, tid, 0);
+		if (fd >= 0) {
+			close(fd);
+			return tid;
+		}
+		if (errno == ENOSYS || errno == EPERM)
+			__atomic_store_n(&no_pidfd, 1, __ATOMIC_RELAXED);
+		else if (errno != EINVAL && errno != ENOENT)
+			return tid; /* ESRCH: gone, nothing to ask */
 	}
-	/* EINVAL, or ENOENT on newer kernels: not a group leader */
-	if (errno != EINVAL && errno != ENOENT)
-		return tid;
 	tgid = status_field(tid, "Tgid:");
 	return tgid > 0 ? tgid : tid;
 }
