@@ -404,7 +404,7 @@ static struct {
 	int nholds;
 	int known[64];		/* shmids seen, for steering */
 	int nknown;
-	bool timed;		/* start_time and ticks_now are given */
+	bool timed;		/* born and next_born are given */
 	struct {
 		uid_t uid;
 		uint64_t pages;
@@ -560,6 +560,11 @@ static void m_session_close(int pid)
 			if (M.seg[i].used)
 				m_maybe_free(i);
 		}
+		/* its pending forks are orphans; with no children_of, none
+		 * has a child that could claim it: all go */
+		for (f = 0; f < MAXFORK; f++)
+			if (M.fork[f].used && M.fork[f].parent == pid)
+				m_fork_drop(f);
 		return;
 	}
 	/* a child killed before it claimed: its parent's oldest pending fork
@@ -567,7 +572,7 @@ static void m_session_close(int pid)
 	parent = fake_parent_of(pid);
 	for (f = 0; f < MAXFORK; f++)
 		if (M.fork[f].used && M.fork[f].parent == parent &&
-		    (!M.timed || fake_start_time(pid) + 1 >= M.fork[f].since) &&
+		    (!M.timed || fake_start_time(pid) >= M.fork[f].since) &&
 		    (best < 0 || M.fork[f].order < M.fork[best].order))
 			best = f;
 	if (best >= 0)
@@ -1787,8 +1792,8 @@ static void configure(struct seg_config *cfg)
 	cfg->parent_of = fake_parent_of;
 	M.timed = !(b3 & 0x40);
 	if (M.timed) {
-		cfg->start_time = fake_start_time;
-		cfg->ticks_now = fake_ticks_now;
+		cfg->born = fake_start_time;
+		cfg->next_born = fake_ticks_now;
 	}
 	cfg->freed = fake_freed;
 	cfg->now = fake_now;
