@@ -467,6 +467,8 @@ static void seg_release_memory(struct seg *s)
 	if (!s->has_memory)
 		return;
 	s->has_memory = false;
+	/* as Linux: a segment counts against shmall until it is freed */
+	T.tot_pages -= s->pages;
 	fallocate(T.arena, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  (off_t)s->offset, (off_t)(s->pages * T.cfg.page_size));
 }
@@ -499,7 +501,6 @@ static void seg_sysv_free(struct seg *s)
 	T.slots[s->slot].seg = NULL;
 	slot_mark(s->slot, false);
 	T.nused--;
-	T.tot_pages -= s->pages;
 	s->slot = -1;
 	s->freed = true;
 	if (T.cfg.freed)

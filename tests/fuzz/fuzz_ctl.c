@@ -850,6 +850,9 @@ static void check_table(void)
 		}
 		if (m_object(i))
 			objects++;
+		/* a freed shmid's memory counts until no handle holds it */
+		if (!M.seg[i].live && m_handles(M.seg[i].serial))
+			pages += M.seg[i].pages;
 	}
 	for (i = 1; i <= NPID; i++)
 		nprocs += m_proc_exists(i);
@@ -857,7 +860,8 @@ static void check_table(void)
 		nforks += M.fork[i].used;
 	CHECK(s.st.used == (uint32_t)s.n && nlive == s.n,
 	      "stats say %u shmids, walk %d, model %d", s.st.used, s.n, nlive);
-	CHECK(s.st.tot_pages == pages, "stats say %llu pages, segments %llu",
+	CHECK(s.st.tot_pages == pages,
+	      "stats say %llu pages, segments and held memory %llu",
 	      (unsigned long long)s.st.tot_pages, (unsigned long long)pages);
 	CHECK(s.st.attaches == attaches,
 	      "stats say %llu attaches, nattch adds up to %llu",
