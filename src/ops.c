@@ -91,7 +91,115 @@ struct ofile {
 	struct seg_handle *h;
 	char *text;
 	size_t len;
+	uint64_t id; /* fi->fh */
+	unsigned refs; /* the open, and each request using it */
+	struct ofile *next; /* in its registry bucket */
 };
+
+/*
+ * Open files by id.  fi->fh is an id, not a pointer: the kernel may send
+ * RELEASE while a READ of the same file is still being answered (a
+ * reader killed meanwhile), so a request finds its file here and holds
+ * it until it is done, and a request that comes after RELEASE finds
+ * nothing.  What RELEASE never reached (unmount with it still queued, a
+ * lazy unmount with a mapping) is freed at destroy.
+ */
+#define OFILE_BUCKETS 1024
+static struct {
+	pthread_mutex_t lock;
+	struct ofile *bucket[OFILE_BUCKETS];
+	uint64_t next_id;
+} OF = { .lock = PTHREAD_MUTEX_INITIALIZER, .next_id = 1 };
+
+static struct ofile **ofile_slot(uint64_t id)
+{
+	struct ofile **pp = &OF.bucket[id % OFILE_BUCKETS];
+
+	while (*pp && (*pp)->id != id)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static uint64_t ofile_register(struct ofile *of)
+{
+	pthread_mutex_lock(&OF.lock);
+	of->id = OF.next_id++;
+	of->refs = 1;
+	of->next = OF.bucket[of->id % OFILE_BUCKETS];
+	OF.bucket[of->id % OFILE_BUCKETS] = of;
+	pthread_mutex_unlock(&OF.lock);
+	return of->id;
+}
+
+static void ofile_free(struct ofile *of)
+{
+	if (of->h)
+		seg_release(of->h);
+	free(of->text);
+	free(of);
+}
+
+static struct ofile *ofile_get(struct fuse_file_info *fi)
+{
+	struct ofile *of;
+
+	pthread_mutex_lock(&OF.lock);
+	of = *ofile_slot(fi->fh);
+	if (of)
+		of->refs++;
+	pthread_mutex_unlock(&OF.lock);
+	return of;
+}
+
+static void ofile_put(struct ofile *of)
+{
+	unsigned left;
+
+	if (!of)
+		return;
+	pthread_mutex_lock(&OF.lock);
+	left = --of->refs;
+	pthread_mutex_unlock(&OF.lock);
+	if (!left)
+		ofile_free(of);
+}
+
+static void ofile_putp(struct ofile **of)
+{
+	ofile_put(*of);
+}
+
+/* The open file of a request, held until the end of the block. */
+#define OFILE_GET(of, fi) \
+	struct ofile *of __attribute__((cleanup(ofile_putp))) = ofile_get(fi)
+
+/* RELEASE: the id goes now, the file with its last user. */
+static void ofile_unregister(uint64_t id)
+{
+	struct ofile **pp, *of;
+
+	pthread_mutex_lock(&OF.lock);
+	pp = ofile_slot(id);
+	of = *pp;
+	if (of)
+		*pp = of->next;
+	pthread_mutex_unlock(&OF.lock);
+	ofile_put(of);
+}
+
+/* At destroy no request runs any more: free every file left. */
+static void ofile_free_all(void)
+{
+	unsigned b;
+
+	for (b = 0; b < OFILE_BUCKETS; b++)
+		while (OF.bucket[b]) {
+			struct ofile *of = OF.bucket[b];
+
+			OF.bucket[b] = of->next;
+			ofile_free(of);
+		}
+}
 
 static struct {
 	struct fuse_session *se;
@@ -792,32 +900,28 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)of;
+	fi->fh = ofile_register(of);
 	if (pt_reply_open(req, fi, of->h ? seg_handle_backing(of->h) : 0) != 0) {
 		/* interrupted: the kernel will send no flush or release */
 		if (of->kind == OF_CTL)
 			seg_session_close(sysinfo_tgid(fuse_req_ctx(req)->pid));
-		if (of->h)
-			seg_release(of->h);
-		free(of->text);
-		free(of);
+		ofile_unregister(fi->fh);
 	}
-}
-
-static struct ofile *ofile_of(struct fuse_file_info *fi)
-{
-	return (struct ofile *)(uintptr_t)fi->fh;
 }
 
 static void shmfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct ofile *of = ofile_of(fi);
+	OFILE_GET(of, fi);
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(0);
 	uint64_t end;
 
 	count_req(R_READ);
 	(void)ino;
+	if (!of) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	if (off < 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -857,7 +961,7 @@ static void shmfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 			    struct fuse_bufvec *in, off_t off,
 			    struct fuse_file_info *fi)
 {
-	struct ofile *of = ofile_of(fi);
+	OFILE_GET(of, fi);
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(0);
 	size_t size = fuse_buf_size(in);
 	uint64_t end;
@@ -865,6 +969,10 @@ static void shmfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 
 	count_req(R_WRITE);
 	(void)ino;
+	if (!of) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	if (of->kind != OF_SEG) {
 		reply_err(req, "write", of->kind == OF_STATUS ? EBADF : EINVAL);
 		return;
@@ -891,11 +999,11 @@ static void shmfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 static void shmfs_flush(fuse_req_t req, fuse_ino_t ino,
 			struct fuse_file_info *fi)
 {
-	struct ofile *of = ofile_of(fi);
+	OFILE_GET(of, fi);
 
 	count_req(R_FLUSH);
 	(void)ino;
-	if (of->kind == OF_CTL)
+	if (of && of->kind == OF_CTL)
 		seg_session_close(sysinfo_tgid(fuse_req_ctx(req)->pid));
 	fuse_reply_err(req, 0);
 }
@@ -903,14 +1011,9 @@ static void shmfs_flush(fuse_req_t req, fuse_ino_t ino,
 static void shmfs_release(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
-	struct ofile *of = ofile_of(fi);
-
 	count_req(R_RELEASE);
 	(void)ino;
-	if (of->h)
-		seg_release(of->h);
-	free(of->text);
-	free(of);
+	ofile_unregister(fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -1354,6 +1457,12 @@ static void shmfs_init(void *userdata, struct fuse_conn_info *conn)
 	O.mount_time = time(NULL);
 }
 
+static void shmfs_destroy(void *userdata)
+{
+	(void)userdata;
+	ofile_free_all();
+}
+
 /* The kernel caches .id/<shmid> names: drop them when the shmid goes.
  * Done from a thread of its own because the kernel may wait for a
  * request in progress on the directory. */
@@ -1429,6 +1538,7 @@ void ops_stop(void)
 
 const struct fuse_lowlevel_ops shmfs_ops = {
 	.init = shmfs_init,
+	.destroy = shmfs_destroy,
 	.lookup = shmfs_lookup,
 	.forget = shmfs_forget,
 	.forget_multi = shmfs_forget_multi,

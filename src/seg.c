@@ -80,7 +80,12 @@ struct proc {
 struct fork_pending {
 	uint64_t token;
 	pid_t parent;
-	uint64_t since; /* ticks_now() when it was counted */
+	uint64_t since; /* next_born() when it was counted */
+	/* The parent's session is over: only a child in kids can claim. */
+	bool orphan;
+	bool scanned; /* kids is known */
+	pid_t *kids;
+	int nkids;
 	struct ref *refs;
 	struct fork_pending *next;
 };
@@ -454,6 +459,7 @@ static void fork_unlink(struct fork_pending *fp)
 			*pp = fp->next;
 			break;
 		}
+	free(fp->kids);
 	free(fp);
 	T.npending--;
 }
@@ -473,6 +479,8 @@ static void seg_release_memory(struct seg *s)
 	if (!s->has_memory)
 		return;
 	s->has_memory = false;
+	/* as Linux: a segment counts against shmall until it is freed */
+	T.tot_pages -= s->pages;
 	if (s->backing) {
 		T.cfg.backing_close(s->backing);
 		s->backing = 0;
@@ -574,7 +582,6 @@ static void seg_sysv_free(struct seg *s)
 	T.slots[s->slot].seg = NULL;
 	slot_mark(s->slot, false);
 	T.nused--;
-	T.tot_pages -= s->pages;
 	s->slot = -1;
 	s->freed = true;
 	if (T.cfg.freed)
@@ -1338,54 +1345,134 @@ void seg_session_start(pid_t tgid)
 		p->sessions = 1;
 }
 
+/*
+ * Pending forks and the processes that can still claim them.
+ *
+ * The child of a counted fork claims what it inherited with
+ * seg_fork_child() (the token), or, killed before it could, closes the
+ * control node it inherited without having a session: that close (a
+ * "stranger's") is matched to the fork through the closer's parent and
+ * its place in the order processes are born, so that an older child of
+ * the same parent (a posix_spawn child, say) is never taken for it.
+ *
+ * When the parent's session ends (exit, exec, its last close of .ctl),
+ * its pending forks become orphans: no abort can come any more, and the
+ * parent's children are read once; those born after the fork are the
+ * only ones that can still claim.  An orphan with none is dropped at
+ * once (the parent died between the fork request and fork(2), or
+ * fork(2) never made the child); one with some is dropped at the first
+ * claim or close of .ctl by one of them.  Their parent may be another
+ * process by then (reparented), so orphans match by pid, not parent.
+ *
+ * What the host tells (parent_of, children_of, born) is asked without
+ * the table lock: the closer may be in the middle of execve, waiting for
+ * this very close, and must never be waited on by a lock holder.
+ */
+static bool fork_has_kid(const struct fork_pending *fp, pid_t tgid)
+{
+	int i;
+
+	for (i = 0; i < fp->nkids; i++)
+		if (fp->kids[i] == tgid)
+			return true;
+	return false;
+}
+
+static bool born_after(const struct fork_pending *fp, uint64_t born)
+{
+	return !T.cfg.born || !T.cfg.next_born || born >= fp->since;
+}
+
 /* The oldest pending fork that tgid can be the child of. */
-static struct fork_pending *fork_of_child(pid_t tgid)
+static struct fork_pending *fork_of_child(pid_t tgid, pid_t parent,
+					  uint64_t born)
 {
 	struct fork_pending *fp, *oldest = NULL;
-	pid_t parent = T.cfg.parent_of(tgid);
-	uint64_t started = 0;
-	bool timed = T.cfg.start_time && T.cfg.ticks_now;
 
-	if (timed)
-		started = T.cfg.start_time(tgid);
 	for (fp = T.forks; fp; fp = fp->next)
-		if (fp->parent == parent &&
-		    (!timed || started + 1 >= fp->since))
+		if ((fp->orphan && fp->scanned ? fork_has_kid(fp, tgid)
+					       : fp->parent == parent) &&
+		    born_after(fp, born))
 			oldest = fp; /* the list is newest first */
 	return oldest;
+}
+
+/* A close of .ctl by a process without a session. */
+static void seg_stranger_closed(pid_t tgid)
+{
+	struct fork_pending *fp;
+	pid_t parent = T.cfg.parent_of(tgid);
+	uint64_t born = T.cfg.born ? T.cfg.born(tgid) : 0;
+	TABLE_LOCK();
+
+	fp = fork_of_child(tgid, parent, born);
+	if (fp)
+		fork_drop(fp, tgid);
+}
+
+#define MAX_KIDS 256
+
+/* The parent's session is over: its pending forks become orphans. */
+static void seg_forks_orphaned(pid_t parent)
+{
+	pid_t kids[MAX_KIDS];
+	uint64_t born[MAX_KIDS];
+	struct fork_pending *fp, *next;
+	int n = 0, i;
+
+	if (T.cfg.children_of)
+		n = T.cfg.children_of(parent, kids, MAX_KIDS);
+	for (i = 0; i < n; i++)
+		born[i] = T.cfg.born ? T.cfg.born(kids[i]) : 0;
+	TABLE_LOCK();
+	for (fp = T.forks; fp; fp = next) {
+		next = fp->next;
+		if (fp->parent != parent || !fp->orphan || fp->scanned)
+			continue;
+		fp->scanned = true;
+		fp->kids = n ? calloc((size_t)n, sizeof(*fp->kids)) : NULL;
+		for (i = 0; fp->kids && i < n; i++)
+			if (born_after(fp, born[i]))
+				fp->kids[fp->nkids++] = kids[i];
+		if (!fp->nkids)
+			fork_drop(fp, parent);
+	}
 }
 
 void seg_session_close(pid_t tgid)
 {
 	struct fork_pending *fp;
+	bool stranger = false, orphans = false;
 	struct proc *p;
-	TABLE_LOCK();
 
-	p = proc_find(tgid);
-	if (p) {
-		if (p->sessions && --p->sessions)
-			return;
-		p->sessions = 0;
-		while (p->refs) {
-			bool last = p->nrefs == 1;
+	{
+		TABLE_LOCK();
+		p = proc_find(tgid);
+		if (!p) {
+			stranger = T.forks && T.cfg.parent_of;
+		} else if (!p->sessions || !--p->sessions) {
+			p->sessions = 0;
+			for (fp = T.forks; fp; fp = fp->next)
+				if (fp->parent == tgid && !fp->orphan)
+					orphans = fp->orphan = true;
+			while (p->refs) {
+				bool last = p->nrefs == 1;
 
-			ref_detach(p->refs, tgid); /* the last frees p */
-			if (last)
-				return;
+				ref_detach(p->refs, tgid); /* the last frees p */
+				if (last) {
+					p = NULL;
+					break;
+				}
+			}
+			if (p)
+				proc_drop_if_empty(p);
 		}
-		proc_drop_if_empty(p);
-		return;
 	}
-	/*
-	 * A child killed before it claimed what it inherited still closes
-	 * the control node it inherited: match it to its parent's pending
-	 * fork.  Closes by vfork children and other strangers find none.
-	 */
-	if (!T.cfg.parent_of || !T.forks)
-		return;
-	fp = fork_of_child(tgid);
-	if (fp)
-		fork_drop(fp, tgid);
+	/* Closes by vfork children and other strangers find no fork. */
+	if (stranger)
+		seg_stranger_closed(tgid);
+	if (orphans)
+		seg_forks_orphaned(tgid);
 }
 
 void seg_release(struct seg_handle *h)
@@ -1435,6 +1522,8 @@ int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count)
 	struct proc *p;
 	struct ref *r;
 	int64_t now;
+	/* before the lock: the host is asked nothing under it */
+	uint64_t since = T.cfg.next_born ? T.cfg.next_born() : 0;
 	TABLE_LOCK();
 
 	*token = 0;
@@ -1447,7 +1536,7 @@ int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count)
 		return -ENOMEM;
 	fp->token = T.next_token++;
 	fp->parent = c->pid;
-	fp->since = T.cfg.ticks_now ? T.cfg.ticks_now() : 0;
+	fp->since = since;
 	fp->next = T.forks;
 	T.forks = fp;
 	T.npending++;

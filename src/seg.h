@@ -40,14 +40,21 @@ struct seg_config {
 	/* Reads the host's live shmmax, shmall and shmmni, those of them
 	 * that `want` names (0 where unknown). */
 	void (*host_limits)(struct seg_limits *out, unsigned want);
-	/* Parent of a process, or -1: used only when a forked child died
-	 * before it could claim its inherited attaches. */
+	/*
+	 * What the host says of processes, asked only for pending forks
+	 * (see seg_session_close) and never under the table lock; none of
+	 * them may wait for a process (it may be waiting for the daemon).
+	 * Parent of a process, or -1.
+	 */
 	pid_t (*parent_of)(pid_t tgid);
-	/* Optional: when a process started, and the time now, in the same
-	 * clock ticks; a child that started before a fork was counted is
-	 * not that fork's child (a posix_spawn child, say). */
-	uint64_t (*start_time)(pid_t tgid);
-	uint64_t (*ticks_now)(void);
+	/* Optional: up to max children of a process; their number. */
+	int (*children_of)(pid_t tgid, pid_t *out, int max);
+	/* Optional: where a process stands in the order processes are
+	 * born, and the place the next one to be born will take; a child
+	 * born before a fork was counted is not that fork's child (a
+	 * posix_spawn child, say). */
+	uint64_t (*born)(pid_t tgid);
+	uint64_t (*next_born)(void);
 	/* Told (under the table lock; must not block) that a shmid is gone
 	 * for good, so the front end can drop names the kernel caches. */
 	void (*freed)(int shmid);

@@ -332,8 +332,9 @@ int main(int argc, char *argv[])
 	sysinfo_init();
 	cfg.host_limits = sysinfo_host_limits;
 	cfg.parent_of = sysinfo_parent;
-	cfg.start_time = sysinfo_start_time;
-	cfg.ticks_now = sysinfo_ticks_now;
+	cfg.children_of = sysinfo_children;
+	cfg.born = sysinfo_born;
+	cfg.next_born = sysinfo_next_born;
 	cfg.freed = ops_shmid_freed;
 	cfg.commit_room = sysinfo_commit_room;
 	if (!o.no_passthrough) {

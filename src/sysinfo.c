@@ -3,8 +3,10 @@
  * are re-read with pread, so a change by sysctl takes effect at the next
  * check without reopening anything.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -17,17 +19,31 @@
 
 #include "sysinfo.h"
 
-static int fd_shmmax = -1, fd_shmall = -1, fd_shmmni = -1;
+static int fd_shmmax = -1, fd_shmall = -1, fd_shmmni = -1, fd_last_pid = -1;
 static int fd_overcommit = -1, fd_meminfo = -1;
+static uint64_t pid_max = 1u << 22;
+
+static uint64_t read_u64(int fd);
 
 int sysinfo_init(void)
 {
+	int fd;
+
 	fd_shmmax = open("/proc/sys/kernel/shmmax", O_RDONLY | O_CLOEXEC);
 	fd_shmall = open("/proc/sys/kernel/shmall", O_RDONLY | O_CLOEXEC);
 	fd_shmmni = open("/proc/sys/kernel/shmmni", O_RDONLY | O_CLOEXEC);
 	fd_overcommit =
 		open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
 	fd_meminfo = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
+	fd_last_pid = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+	fd = open("/proc/sys/kernel/pid_max", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		uint64_t max = read_u64(fd);
+
+		if (max > 1)
+			pid_max = max;
+		close(fd);
+	}
 	return 0;
 }
 
@@ -43,7 +59,9 @@ void sysinfo_fini(void)
 		close(fd_overcommit);
 	if (fd_meminfo >= 0)
 		close(fd_meminfo);
-	fd_shmmax = fd_shmall = fd_shmmni = -1;
+	if (fd_last_pid >= 0)
+		close(fd_last_pid);
+	fd_shmmax = fd_shmall = fd_shmmni = fd_last_pid = -1;
 	fd_overcommit = fd_meminfo = -1;
 }
 
@@ -143,63 +161,120 @@ static pid_t status_field(pid_t pid, const char *field)
 	return val;
 }
 
+/*
+ * pidfd_open refuses a thread that does not lead its group (EINVAL, or
+ * ENOENT on newer kernels).  Where pidfd_open itself is missing (ENOSYS:
+ * Linux before 5.3, valgrind; EPERM: a seccomp profile) the Tgid line of
+ * /proc/<tid>/status says it, as it does for a non-leader.
+ */
 pid_t sysinfo_tgid(pid_t tid)
 {
+	static int no_pidfd;
 	pid_t tgid;
 	int fd;
 
-	/* pidfd_open refuses a thread that does not lead its group. */
-	fd = (int)syscall(SYS_pidfd_open, tid, 0);
-	if (fd >= 0) {
-		close(fd);
-		return tid;
+	if (!__atomic_load_n(&no_pidfd, __ATOMIC_RELAXED)) {
+		fd = (int)syscall(SYS_pidfd_open, tid, 0);
+		if (fd >= 0) {
+			close(fd);
+			return tid;
+		}
+		if (errno == ENOSYS || errno == EPERM)
+			__atomic_store_n(&no_pidfd, 1, __ATOMIC_RELAXED);
+		else if (errno != EINVAL && errno != ENOENT)
+			return tid; /* ESRCH: gone, nothing to ask */
 	}
-	/* EINVAL, or ENOENT on newer kernels: not a group leader */
-	if (errno != EINVAL && errno != ENOENT)
-		return tid;
 	tgid = status_field(tid, "Tgid:");
 	return tgid > 0 ? tgid : tid;
 }
 
+/* /proc/PID/status never waits for the process (stat does, in execve). */
 pid_t sysinfo_parent(pid_t tgid)
 {
 	return status_field(tgid, "PPid:");
 }
 
-uint64_t sysinfo_start_time(pid_t tgid)
+/* The children of every thread of a process, from /proc/PID/task/TID/children. */
+int sysinfo_children(pid_t tgid, pid_t *out, int max)
 {
-	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
-	ssize_t n;
-	int fd, field;
+	char path[96];
+	struct dirent *de;
+	int n = 0;
+	DIR *d;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)tgid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)tgid);
+	d = opendir(path);
+	if (!d)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* the command name may hold anything: count fields after its ')' */
-	p = strrchr(buf, ')');
-	for (field = 2; p && field < 22; field++)
-		p = strchr(p + 1, ' ');
-	if (p)
-		sscanf(p + 1, "%llu", &start);
-	return start;
+	while (n < max && (de = readdir(d))) {
+		FILE *f;
+		int pid;
+
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.20s/children",
+			 (int)tgid, de->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		while (n < max && fscanf(f, "%d", &pid) == 1)
+			out[n++] = pid;
+		fclose(f);
+	}
+	closedir(d);
+	return n;
 }
 
-uint64_t sysinfo_ticks_now(void)
-{
-	struct timespec ts;
-	long hz = sysconf(_SC_CLK_TCK);
+/*
+ * The order processes are born in, from pid allocation: the kernel hands
+ * out pids in increasing order and wraps at pid_max.  ns_last_pid is the
+ * last one given; each wrap seen adds pid_max, so that a pid taken after
+ * a fork was counted is "born" after it.  (A pid reused after a whole
+ * wrap between two looks would be misplaced: pending forks last
+ * microseconds.)  Nothing here reads the process itself: /proc/PID/stat,
+ * the start time, waits for a process in execve.
+ */
+static pthread_mutex_t born_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t born_wraps, born_last;
 
-	if (clock_gettime(CLOCK_BOOTTIME, &ts) != 0 || hz <= 0)
+/* The last pid given, and the wraps seen so far. */
+static uint64_t last_pid_now(uint64_t *wraps)
+{
+	uint64_t last = read_u64(fd_last_pid);
+
+	pthread_mutex_lock(&born_lock);
+	if (last < born_last)
+		born_wraps++;
+	born_last = last;
+	*wraps = born_wraps;
+	pthread_mutex_unlock(&born_lock);
+	return last;
+}
+
+/* Without ns_last_pid every child is born after every fork. */
+uint64_t sysinfo_next_born(void)
+{
+	uint64_t wraps, last;
+
+	if (fd_last_pid < 0)
 		return 0;
-	return (uint64_t)ts.tv_sec * (uint64_t)hz +
-	       (uint64_t)ts.tv_nsec / (1000000000u / (uint64_t)hz);
+	last = last_pid_now(&wraps);
+	return wraps * pid_max + last + 1;
+}
+
+uint64_t sysinfo_born(pid_t tgid)
+{
+	uint64_t wraps, last;
+
+	if (fd_last_pid < 0)
+		return UINT64_MAX;
+	last = last_pid_now(&wraps);
+	if (tgid <= 0)
+		return 0;
+	/* a pid above the last one given was given before the last wrap */
+	if ((uint64_t)tgid > last)
+		return wraps ? (wraps - 1) * pid_max + (uint64_t)tgid : 0;
+	return wraps * pid_max + (uint64_t)tgid;
 }
 
 static int write_sys(const char *dir, const char *name, const char *val)

@@ -12,9 +12,10 @@ void sysinfo_host_limits(struct seg_limits *out, unsigned want);
 /* The thread group of a thread id (FUSE reports thread ids). */
 pid_t sysinfo_tgid(pid_t tid);
 pid_t sysinfo_parent(pid_t tgid);
-/* Start of a process and the time now, in clock ticks since boot. */
-uint64_t sysinfo_start_time(pid_t tgid);
-uint64_t sysinfo_ticks_now(void);
+int sysinfo_children(pid_t tgid, pid_t *out, int max);
+/* A process's place in the order of births, and the next one's. */
+uint64_t sysinfo_born(pid_t tgid);
+uint64_t sysinfo_next_born(void);
 uint64_t sysinfo_commit_room(void);
 /* Lift the per-mount dirty limit of the mount at path (see FUSE-NOTES). */
 int sysinfo_lift_bdi(const char *mountpoint);

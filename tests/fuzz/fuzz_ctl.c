@@ -404,7 +404,7 @@ static struct {
 	int nholds;
 	int known[64];		/* shmids seen, for steering */
 	int nknown;
-	bool timed;		/* start_time and ticks_now are given */
+	bool timed;		/* born and next_born are given */
 	struct {
 		uid_t uid;
 		uint64_t pages;
@@ -560,6 +560,11 @@ static void m_session_close(int pid)
 			if (M.seg[i].used)
 				m_maybe_free(i);
 		}
+		/* its pending forks are orphans; with no children_of, none
+		 * has a child that could claim it: all go */
+		for (f = 0; f < MAXFORK; f++)
+			if (M.fork[f].used && M.fork[f].parent == pid)
+				m_fork_drop(f);
 		return;
 	}
 	/* a child killed before it claimed: its parent's oldest pending fork
@@ -567,7 +572,7 @@ static void m_session_close(int pid)
 	parent = fake_parent_of(pid);
 	for (f = 0; f < MAXFORK; f++)
 		if (M.fork[f].used && M.fork[f].parent == parent &&
-		    (!M.timed || fake_start_time(pid) + 1 >= M.fork[f].since) &&
+		    (!M.timed || fake_start_time(pid) >= M.fork[f].since) &&
 		    (best < 0 || M.fork[f].order < M.fork[best].order))
 			best = f;
 	if (best >= 0)
@@ -845,6 +850,9 @@ static void check_table(void)
 		}
 		if (m_object(i))
 			objects++;
+		/* a freed shmid's memory counts until no handle holds it */
+		if (!M.seg[i].live && m_handles(M.seg[i].serial))
+			pages += M.seg[i].pages;
 	}
 	for (i = 1; i <= NPID; i++)
 		nprocs += m_proc_exists(i);
@@ -852,7 +860,8 @@ static void check_table(void)
 		nforks += M.fork[i].used;
 	CHECK(s.st.used == (uint32_t)s.n && nlive == s.n,
 	      "stats say %u shmids, walk %d, model %d", s.st.used, s.n, nlive);
-	CHECK(s.st.tot_pages == pages, "stats say %llu pages, segments %llu",
+	CHECK(s.st.tot_pages == pages,
+	      "stats say %llu pages, segments and held memory %llu",
 	      (unsigned long long)s.st.tot_pages, (unsigned long long)pages);
 	CHECK(s.st.attaches == attaches,
 	      "stats say %llu attaches, nattch adds up to %llu",
@@ -1787,8 +1796,8 @@ static void configure(struct seg_config *cfg)
 	cfg->parent_of = fake_parent_of;
 	M.timed = !(b3 & 0x40);
 	if (M.timed) {
-		cfg->start_time = fake_start_time;
-		cfg->ticks_now = fake_ticks_now;
+		cfg->born = fake_start_time;
+		cfg->next_born = fake_ticks_now;
 	}
 	cfg->freed = fake_freed;
 	cfg->now = fake_now;

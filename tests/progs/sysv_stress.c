@@ -64,7 +64,11 @@ static int many(int id, int n)
 	for (i = 0; i < n; i++) {
 		at[i] = shmat(id, NULL, 0);
 		if (at[i] == (void *)-1) {
+			/* EMFILE past shmseg: undo, and say so */
 			FAIL("shmat %d: %s", i, strerror(errno));
+			while (i-- > 0)
+				shmdt(at[i]);
+			free(at);
 			return 1;
 		}
 		at[i][i % 4096] = (char)i;

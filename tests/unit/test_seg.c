@@ -1934,7 +1934,9 @@ static void test_fork_abort_undoes(void)
 	/* an abort can be the last detach of a removed segment */
 	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
 	CHECK_EQ(rmid(a), 0);
-	seg_session_close(100);		/* the parent's own go */
+	CHECK_UEQ(nattch(a), 4);
+	CHECK_EQ(seg_detach(100, a), 0);
+	CHECK_EQ(seg_detach(100, a), 0);
 	CHECK_UEQ(nattch(a), 2);
 	CHECK_EQ(fake.nfreed, 0);
 	CHECK_EQ(seg_fork_abort(&parent, token), 0);
@@ -1943,6 +1945,7 @@ static void test_fork_abort_undoes(void)
 	CHECK_EQ(stats().objects, 0);
 	CHECK_EQ(stats().pending_forks, 0);
 	seg_session_close(102);
+	seg_session_close(100);
 	CHECK_EQ(stats().procs, 0);
 }
 
@@ -2009,8 +2012,8 @@ static void test_fork_older_child_is_not_the_pending_one(void)
 		.given = std_limits,
 		.host_limits = fake_host_limits,
 		.parent_of = fake_parent_of,
-		.start_time = fake_start_time,
-		.ticks_now = fake_ticks_now,
+		.born = fake_start_time,
+		.next_born = fake_ticks_now,
 		.freed = fake_freed,
 		.now = fake_now,
 		.page_size = PAGE,
@@ -2044,6 +2047,125 @@ static void test_fork_older_child_is_not_the_pending_one(void)
 	seg_session_close(600);
 	seg_session_close(100);
 	CHECK_UEQ(nattch(a), 0);
+}
+
+/* Children of a process, for the orphan tests. */
+static pid_t fake_kids[8];
+static int fake_nkids;
+
+static int fake_children_of(pid_t tgid, pid_t *out, int max)
+{
+	int i;
+
+	(void)tgid;
+	for (i = 0; i < fake_nkids && i < max; i++)
+		out[i] = fake_kids[i];
+	return i;
+}
+
+static void setup_orphans(void)
+{
+	struct seg_config cfg = {
+		.given = std_limits,
+		.host_limits = fake_host_limits,
+		.parent_of = fake_parent_of,
+		.children_of = fake_children_of,
+		.born = fake_start_time,
+		.next_born = fake_ticks_now,
+		.freed = fake_freed,
+		.now = fake_now,
+		.page_size = PAGE,
+	};
+
+	setup(&std_limits);
+	seg_fini();
+	REQUIRE(CHECK_EQ(seg_init(&cfg), 0));
+	memset(fake_starts, 0, sizeof(fake_starts));
+	fake_nkids = 0;
+}
+
+/*
+ * The parent dies between SHMFS_IOC_FORK and fork(2): no child of its was
+ * born after the fork, so nothing can claim it, and its end drops it (the
+ * removed segment is freed).
+ */
+static void test_fork_orphan_without_child_is_dropped(void)
+{
+	struct perm_cred parent = who(ALICE, AGRP, 100);
+	uint64_t token;
+	uint32_t count;
+	int a;
+
+	setup_orphans();
+	fake_starts[500] = 10;		/* an older child */
+	fake_kids[fake_nkids++] = 500;
+	seg_session_open(100);
+	a = get(KEY, 100, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	REQUIRE(CHECK_EQ(attach(a, 100), 0));
+	fake_ticks = 50;
+	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	CHECK_EQ(rmid(a), 0);
+	CHECK_UEQ(nattch(a), 2);
+	seg_session_close(100);
+	CHECK_EQ(fake.nfreed, 1);
+	CHECK_EQ(stats().pending_forks, 0);
+	CHECK_EQ(stats().attaches, 0);
+	CHECK_EQ(stats().procs, 0);
+	CHECK_EQ(seg_fork_child(&parent, token), -ESRCH);
+}
+
+/*
+ * The parent dies after fork(2), before its child claimed: the child,
+ * reparented (its parent is 1 now), may still claim, or close .ctl as it
+ * dies; either ends the fork.  An older child's close does not.
+ */
+static void test_fork_orphan_goes_with_its_child(void)
+{
+	struct perm_cred parent = who(ALICE, AGRP, 100);
+	struct perm_cred child = who(ALICE, AGRP, 600);
+	uint64_t token;
+	uint32_t count;
+	int a;
+
+	setup_orphans();
+	fake_parent(500, 1);
+	fake_parent(600, 1);
+	fake_parent(700, 1);
+	fake_starts[500] = 10;
+	fake_starts[600] = 50;
+	fake_starts[700] = 60;
+	fake_kids[fake_nkids++] = 500;
+	fake_kids[fake_nkids++] = 600;
+	seg_session_open(100);
+	a = get(KEY, 100, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	REQUIRE(CHECK_EQ(attach(a, 100), 0));
+	fake_ticks = 50;
+	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	seg_session_close(100);		/* the parent's exit */
+	CHECK_UEQ(nattch(a), 1);
+	CHECK_EQ(stats().pending_forks, 1);
+	seg_session_close(500);		/* older: not the child */
+	seg_session_close(700);		/* not a child of the parent */
+	CHECK_UEQ(nattch(a), 1);
+	CHECK_EQ(stats().pending_forks, 1);
+	seg_session_close(600);		/* killed before it claimed */
+	CHECK_UEQ(nattch(a), 0);
+	CHECK_EQ(stats().pending_forks, 0);
+
+	/* the same, and the child claims after its parent is gone */
+	seg_session_open(100);
+	REQUIRE(CHECK_EQ(attach(a, 100), 0));
+	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	seg_session_close(100);
+	CHECK_EQ(stats().pending_forks, 1);
+	CHECK_EQ(seg_fork_child(&child, token), 0);
+	CHECK_UEQ(nattch(a), 1);
+	CHECK_EQ(stats().pending_forks, 0);
+	seg_session_close(600);
+	CHECK_UEQ(nattch(a), 0);
+	CHECK_EQ(stats().procs, 0);
 }
 
 static void test_fork_stranger_close_changes_nothing(void)
@@ -2847,6 +2969,8 @@ int main(void)
 	UNIT_RUN(test_fork_child_exit_detaches_its_refs);
 	UNIT_RUN(test_fork_abort_undoes);
 	UNIT_RUN(test_fork_unclaimed_ref_goes_with_the_dead_child);
+	UNIT_RUN(test_fork_orphan_without_child_is_dropped);
+	UNIT_RUN(test_fork_orphan_goes_with_its_child);
 	UNIT_RUN(test_fork_stranger_close_changes_nothing);
 	UNIT_RUN(test_fork_older_child_is_not_the_pending_one);
 	UNIT_RUN(test_limits_not_given_follow_the_host);
