@@ -20,8 +20,12 @@ ASAN_B ?= build-asan
 VG_B ?= build-valgrind
 ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 	-fno-omit-frame-pointer
-ASAN_LOGS = $(abspath $(ASAN_B))/sanitizer-logs
-VG_LOGS = $(abspath $(VG_B))/valgrind-logs
+# Logs go where every user can reach them: tests run programs (and a
+# daemon) as uid 1000, and a checkout may sit in a directory only root
+# can enter (CI's clone); the name follows the build directory.
+LOGS_TAG = $(shell printf '%s' '$(abspath .)' | cksum | cut -d' ' -f1)
+ASAN_LOGS = /tmp/shmfs-sanitizer-logs.$(LOGS_TAG)
+VG_LOGS = /tmp/shmfs-valgrind-logs.$(LOGS_TAG)
 
 .PHONY: stress stress-short check-asan check-valgrind
 
@@ -85,10 +89,9 @@ check-valgrind: deps
 	@$(MAKE) --no-print-directory all
 	@rm -rf $(VG_B) && mkdir -p $(VG_B) && cp -a $(B)/. $(VG_B)/ && \
 		mv $(VG_B)/shmfs $(VG_B)/shmfs.real && \
-		mkdir -p $(VG_LOGS) && chmod 1777 $(VG_LOGS) && \
-		printf '#!/bin/sh\nexec valgrind %s "%s" "$$@"\n' \
-			'$(VG_OPTS)' '$(abspath $(VG_B))/shmfs.real' \
-			>$(VG_B)/shmfs && chmod 755 $(VG_B)/shmfs
+		rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS) && chmod 1777 $(VG_LOGS) && \
+		printf '#!/bin/sh\nexec valgrind %s "$${0%%/*}/shmfs.real" "$$@"\n' \
+			'$(VG_OPTS)' >$(VG_B)/shmfs && chmod 755 $(VG_B)/shmfs
 	@start=$$(date +%s); status=0; \
 	SHMFS_BUILD=$(abspath $(VG_B)) $(PYTHON) -m pytest -p no:cacheprovider \
 		-q $(PYTEST_ARGS) tests || status=1; \
