@@ -70,7 +70,9 @@ check-asan: deps
 	echo "check-asan: $$(( $$(date +%s) - start )) s"; exit $$status
 
 # $(VG_B) is a copy of $(B) whose `shmfs` runs the real daemon under
-# valgrind; conftest.py takes the daemon from SHMFS_BUILD.  Each daemon
+# valgrind: the shmfs.real beside it (conftest.py's copy readable by uid
+# 1000), or, once installed without it (test_install.py), the one in
+# $(VG_B); conftest.py takes the daemon from SHMFS_BUILD.  Each daemon
 # writes its log to a file of its own (stderr stays the daemon's, which
 # conftest.py checks); the target fails on any log whose error summary is
 # not 0 (a definite leak is an error here).  A daemon that a test kills
@@ -90,8 +92,9 @@ check-valgrind: deps
 	@rm -rf $(VG_B) && mkdir -p $(VG_B) && cp -a $(B)/. $(VG_B)/ && \
 		mv $(VG_B)/shmfs $(VG_B)/shmfs.real && \
 		rm -rf $(VG_LOGS) && mkdir -p $(VG_LOGS) && chmod 1777 $(VG_LOGS) && \
-		printf '#!/bin/sh\nexec valgrind %s "$${0%%/*}/shmfs.real" "$$@"\n' \
-			'$(VG_OPTS)' >$(VG_B)/shmfs && chmod 755 $(VG_B)/shmfs
+		printf '#!/bin/sh\nreal="$${0%%/*}/shmfs.real"\n[ -x "$$real" ] || real="%s"\nexec valgrind %s "$$real" "$$@"\n' \
+			'$(abspath $(VG_B))/shmfs.real' '$(VG_OPTS)' \
+			>$(VG_B)/shmfs && chmod 755 $(VG_B)/shmfs
 	@start=$$(date +%s); status=0; \
 	SHMFS_BUILD=$(abspath $(VG_B)) $(PYTHON) -m pytest -p no:cacheprovider \
 		-q $(PYTEST_ARGS) tests || status=1; \

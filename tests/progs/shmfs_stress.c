@@ -363,7 +363,7 @@ static int check_stamp(const struct att *a, const char *where)
 	return -1;
 }
 
-/* Checks n random words, the first and the last. */
+/* Checks n random words, the first ones and the last. */
 static int check_att(const struct att *a, struct rng *r, int n,
 		     const char *where)
 {
@@ -374,6 +374,8 @@ static int check_att(const struct att *a, struct rng *r, int n,
 	bad |= check_counter(a, where);
 	if (a->nwords > 2) {
 		bad |= check_word(a, 2, where);
+		if (a->nwords > 3)
+			bad |= check_word(a, 3, where); /* the one -X spoils */
 		bad |= check_word(a, a->nwords - 1, where);
 		for (k = 0; k < n; k++)
 			bad |= check_word(
@@ -415,6 +417,9 @@ static void write_att(struct att *a, struct rng *r, int n)
 	if (corrupt && a->nwords > 3) {
 		corrupt = 0;
 		atomic_store(&a->w[3], 0x5eed5eed5eed5eedULL);
+		/* checked at once too: a slow run (valgrind) may remove the
+		 * segment before any other reader comes */
+		check_att(a, r, 0, "after -X");
 	}
 }
 
