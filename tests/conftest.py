@@ -23,6 +23,8 @@ import time
 
 import pytest
 
+from stress import ismounted  # noqa: F401 (tests import it from here too)
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shmfs_client  # noqa: E402
 
@@ -93,14 +95,6 @@ def run_as_user(cmd, uid=1000, gid=1000, groups=None, timeout=60, **kw):
     return subprocess.run(pre + [str(c) for c in cmd], timeout=timeout, **kw)
 
 
-def ismounted(path):
-    path = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4].encode().decode("unicode_escape")
-            if mp == path:
-                return True
-    return False
 
 
 class Mount:
@@ -267,6 +261,24 @@ class Mount:
 
     def as_user(self, cmd, **kw):
         return run_as_user(cmd, **kw)
+
+
+def kill_daemon_under(m, argv, ready, **kw):
+    """Start argv, wait for its line `ready`, SIGKILL m's daemon, then send
+    "go" and let argv finish; returns (returncode, stdout, stderr)."""
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, **kw)
+    try:
+        assert p.stdout.readline() == ready
+        m.expect_exit = -signal.SIGKILL
+        m.proc.kill()
+        m.proc.wait()
+        out, err = p.communicate("go\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return p.returncode, out, err
 
 
 def _finish(m):

@@ -3,14 +3,13 @@ its own that the kernel serves directly (FUSE passthrough), or a range of
 the daemon's arena served through the page cache (-o no_passthrough)."""
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
 import shmfs_client as sc
+from conftest import DATA_PATHS, kill_daemon_under
 from shmfs_client import IPC_CREAT, IPC_PRIVATE
 
 PAGE = sc.PAGE_SIZE
@@ -81,7 +80,6 @@ def test_bytes_past_segsz_in_the_last_page(shmfs_factory, data_path):
     """The kernel keeps stores past shm_segsz in the last page (its shm file
     is that size, the page whole); so does passthrough.  The arena's page
     cache writes back only up to shm_segsz (a known difference)."""
-    from conftest import DATA_PATHS
     m = shmfs_factory(DATA_PATHS[data_path])
     c = m.client()
     shmid = c.shmget(IPC_PRIVATE, 100, 0o600)
@@ -126,18 +124,7 @@ def test_passthrough_mapping_outlives_the_daemon(shmfs_factory):
     c.close()
     code = CHILD % {"here": HERE, "root": m.root, "shmid": shmid,
                     "pages": pages, "page": PAGE}
-    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    try:
-        assert p.stdout.readline() == "attached\n"
-        m.expect_exit = -signal.SIGKILL
-        m.proc.kill()
-        m.proc.wait()
-        out, err = p.communicate("go\n", timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 0, err
+    rc, out, err = kill_daemon_under(m, [sys.executable, "-c", code],
+                                     "attached\n")
+    assert rc == 0, err
     assert out == "ok\n"

@@ -8,10 +8,11 @@ import errno
 import os
 import random
 import re
-import signal
 import subprocess
 
 import pytest
+
+from conftest import kill_daemon_under
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
@@ -405,21 +406,10 @@ def test_no_shmfs_at_root_is_enosys_and_debug_says_why(tmp_path):
 
 def test_dead_daemon_is_enotconn_and_shmdt_still_works(shmfs_factory):
     m = shmfs_factory()
-    p = subprocess.Popen([built(m.build, "progs", "sysv_plain"), "pause",
-                          "0x99"], env=preload_env(m.build, m.root),
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline() == "ready\n"
-        m.expect_exit = -signal.SIGKILL
-        m.proc.kill()
-        m.proc.wait()
-        out, err = p.communicate("go\n", timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 0, err
+    rc, out, err = kill_daemon_under(
+        m, [built(m.build, "progs", "sysv_plain"), "pause", "0x99"],
+        "ready\n", env=preload_env(m.build, m.root))
+    assert rc == 0, err
     assert out.splitlines() == [
         "memory: cached",
         "shmget: ENOTCONN",
