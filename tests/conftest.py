@@ -241,6 +241,20 @@ class Mount:
         return dict((k, int(v)) for k, v in
                     (line.split() for line in text.splitlines()))
 
+    def stats_when(self, timeout=10.0, **want):
+        """The daemon's totals once each named one has the wanted value,
+        or as they are after timeout seconds (the caller asserts).  What
+        the kernel holds open goes at its RELEASE, sent asynchronously
+        after the last close or munmap: a moment later, or seconds later
+        under valgrind."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.stats()
+            if all(st[k] == v for k, v in want.items()) or \
+                    time.monotonic() > deadline:
+                return st
+            time.sleep(0.02)
+
     def client(self):
         """A shmfs_client.Client on this mount (closed at teardown)."""
         return shmfs_client.Client(self.root)

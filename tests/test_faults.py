@@ -597,10 +597,7 @@ print(c.shmget(0, 48 * 4096, 0o600) >= 0, flush=True)
         p.stdin.flush()
         assert p.stdout.readline().strip() == "closed"
         # RELEASE follows the close asynchronously: wait for it
-        deadline = time.monotonic() + 10
-        while stress.stats(m.root)["handles"] and time.monotonic() < deadline:
-            time.sleep(0.01)
-        st = stress.stats(m.root)
+        st = m.stats_when(handles=0, pages=0, memory=0)
         assert st["pages"] == 0 and st["memory"] == 0, st
         p.stdin.write("\n")
         p.stdin.flush()
