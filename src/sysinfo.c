@@ -162,28 +162,19 @@ static pid_t status_field(pid_t pid, const char *field)
 }
 
 /*
- * pidfd_open refuses a thread that does not lead its group (EINVAL, or
- * ENOENT on newer kernels).  Where pidfd_open itself is missing (ENOSYS:
- * Linux before 5.3, valgrind; EPERM: a seccomp profile) the Tgid line of
- * /proc/<tid>/status says it, as it does for a non-leader.
+ * tgkill(tid, tid, 0) succeeds only for a thread that leads its group:
+ * one system call that allocates nothing, on every request (pidfd_open,
+ * which answers the same question, costs a file and a dentry each time).
+ * A thread that does not lead its group, or is gone (ESRCH), or a system
+ * call refused by a seccomp profile (EPERM, ENOSYS): the Tgid line of
+ * /proc/<tid>/status says it.
  */
 pid_t sysinfo_tgid(pid_t tid)
 {
-	static int no_pidfd;
 	pid_t tgid;
-	int fd;
 
-	if (!__atomic_load_n(&no_pidfd, __ATOMIC_RELAXED)) {
-		fd = (int)syscall(SYS_pidfd_open, tid, 0);
-		if (fd >= 0) {
-			close(fd);
-			return tid;
-		}
-		if (errno == ENOSYS || errno == EPERM)
-			__atomic_store_n(&no_pidfd, 1, __ATOMIC_RELAXED);
-		else if (errno != EINVAL && errno != ENOENT)
-			return tid; /* ESRCH: gone, nothing to ask */
-	}
+	if (syscall(SYS_tgkill, tid, tid, 0) == 0)
+		return tid;
 	tgid = status_field(tid, "Tgid:");
 	return tgid > 0 ? tgid : tid;
 }

@@ -36,6 +36,29 @@ def test_attach_counts_nattch_lpid_and_atime(client):
     assert client.stat(shmid)["nattch"] == 0
 
 
+def test_a_threads_attach_is_its_process_attach(client):
+    """The daemon hears a thread's id: the attach is the process's (lpid
+    is the process id), outlives the thread, and the process's main
+    thread may end it."""
+    import threading
+    shmid = seg(client)
+    got = {}
+
+    def attach():
+        got["tid"] = threading.get_native_id()
+        got["a"] = client.attach(shmid)
+
+    t = threading.Thread(target=attach)
+    t.start()
+    t.join()
+    assert got["tid"] != os.getpid()
+    st = client.stat(shmid)
+    assert (st["nattch"], st["lpid"]) == (1, os.getpid())
+    got["a"].detach()
+    st = client.stat(shmid)
+    assert (st["nattch"], st["lpid"]) == (0, os.getpid())
+
+
 def test_atime_and_dtime_zero_until_first_attach_and_detach(client):
     shmid = seg(client)
     st = client.stat(shmid)
