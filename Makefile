@@ -26,7 +26,7 @@ FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 
 DAEMON_SRC := src/shmfs_main.c src/ops.c src/seg.c src/perm.c src/sysinfo.c \
-	src/pubtab.c src/names.c src/passthrough.c
+	src/pubtab.c src/names.c src/passthrough.c src/reaper.c
 CORE_SRC := src/seg.c src/perm.c src/names.c
 LIB_SRC := lib/shmfs.c
 PRELOAD_SRC := lib/shmfs.c lib/preload.c

@@ -1488,6 +1488,7 @@ void ops_shmid_freed(int shmid)
 static void *notifier_main(void *arg)
 {
 	(void)arg;
+	pthread_setname_np(pthread_self(), "shmfs-inval");
 	pthread_mutex_lock(&O.qlock);
 	for (;;) {
 		while (!O.qlen && !O.stopping)

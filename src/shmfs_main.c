@@ -14,6 +14,7 @@
 #include "ops.h"
 #include "passthrough.h"
 #include "pubtab.h"
+#include "reaper.h"
 #include "seg.h"
 #include "sysinfo.h"
 
@@ -287,6 +288,7 @@ int main(int argc, char *argv[])
 	struct options o = { 0 };
 	struct seg_config cfg = { 0 };
 	struct fuse_session *se = NULL;
+	dev_t dev = 0;
 	int ret = 2, err;
 
 	memset(&cl, 0, sizeof(cl));
@@ -363,7 +365,9 @@ int main(int argc, char *argv[])
 		goto out_signals;
 	if (pt_install(se, !o.no_passthrough) != 0)
 		goto out_unmount;
-	err = sysinfo_lift_bdi(cl.mountpoint);
+	err = sysinfo_mount_dev(cl.mountpoint, &dev);
+	if (!err)
+		err = sysinfo_lift_bdi(dev);
 	if (err)
 		fprintf(stderr,
 			"shmfs: warning: cannot lift the dirty-page "
@@ -378,6 +382,12 @@ int main(int argc, char *argv[])
 			"shmfs: warning: no published table in %s (%s): "
 			"clients will ask the daemon for every IPC_STAT\n",
 			SHMFS_TABLE_DIR, strerror(-err));
+	/* before any thread: the reaper is a fork of this process */
+	if (dev && (err = reaper_start(dev)))
+		fprintf(stderr,
+			"shmfs: warning: no reaper (%s): a daemon killed "
+			"while it drops a name may need fusectl's abort\n",
+			strerror(-err));
 	if (ops_start(se, o.verbose || cl.debug, pubtab_path()) != 0)
 		goto out_unmount;
 

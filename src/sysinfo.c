@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
@@ -284,17 +285,15 @@ static int write_sys(const char *dir, const char *name, const char *val)
 }
 
 /*
- * Find the mount's device in /proc/self/mountinfo (never stat the mount
- * itself: that would be a request to this very daemon) and lift its bdi
- * limits, so that a hot segment is not written back over and over.
+ * The device of the newest FUSE mount at mountpoint, from
+ * /proc/self/mountinfo: never stat the mount itself, that would be a
+ * request to this very daemon.
  */
-int sysinfo_lift_bdi(const char *mountpoint)
+int sysinfo_mount_dev(const char *mountpoint, dev_t *dev)
 {
-	char line[4096], dir[128];
-	unsigned maj = 0, min = 0;
+	char line[4096];
 	bool found = false;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
-	int err;
 
 	if (!f)
 		return -errno;
@@ -305,15 +304,23 @@ int sysinfo_lift_bdi(const char *mountpoint)
 		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &a, &b, mp) != 3)
 			continue;
 		if (!strcmp(mp, mountpoint) && strstr(line, " - fuse")) {
-			maj = a;
-			min = b;
+			*dev = makedev(a, b);
 			found = true; /* keep the last: the newest mount */
 		}
 	}
 	fclose(f);
-	if (!found)
-		return -ENOENT;
-	snprintf(dir, sizeof(dir), "/sys/class/bdi/%u:%u", maj, min);
+	return found ? 0 : -ENOENT;
+}
+
+/* Lift the mount's bdi limits, so that a hot segment (on the page-cache
+ * path) is not written back over and over. */
+int sysinfo_lift_bdi(dev_t dev)
+{
+	char dir[128];
+	int err;
+
+	snprintf(dir, sizeof(dir), "/sys/class/bdi/%u:%u", major(dev),
+		 minor(dev));
 	err = write_sys(dir, "max_ratio", "100");
 	if (!err)
 		err = write_sys(dir, "strict_limit", "0");

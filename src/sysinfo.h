@@ -17,7 +17,9 @@ int sysinfo_children(pid_t tgid, pid_t *out, int max);
 uint64_t sysinfo_born(pid_t tgid);
 uint64_t sysinfo_next_born(void);
 uint64_t sysinfo_commit_room(void);
-/* Lift the per-mount dirty limit of the mount at path (see FUSE-NOTES). */
-int sysinfo_lift_bdi(const char *mountpoint);
+/* The device of the FUSE mount at mountpoint, without asking the mount. */
+int sysinfo_mount_dev(const char *mountpoint, dev_t *dev);
+/* Lift the per-mount dirty limit of that device (see FUSE-NOTES). */
+int sysinfo_lift_bdi(dev_t dev);
 
 #endif

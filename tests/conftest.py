@@ -79,6 +79,9 @@ SUSPICIOUS = re.compile(
     r"ThreadSanitizer|runtime error|Segmentation|segfault|Assertion|"
     r"assertion|double free|corrupted|stack smashing|Aborted|BUG|panic|"
     r"[Dd]eadlock")
+# The reaper's word when a killed daemon could not finish dying (reaper.c)
+REAPER_ABORTED = (r"^shmfs: the daemon \(pid \d+\) died with a thread stuck "
+                  r"in the kernel; aborted its FUSE connection \d+:\d+$")
 
 
 def run_as_user(cmd, uid=1000, gid=1000, groups=None, timeout=60, **kw):
@@ -213,6 +216,8 @@ class Mount:
             os.rmdir(self.root)
         except OSError as e:
             problems.append("cannot remove mountpoint: %s" % e)
+        if self.expect_exit == -signal.SIGKILL:
+            self.allow_stderr(REAPER_ABORTED)
         err = self.stderr_text()
         for line in err.splitlines():
             if SUSPICIOUS.search(line) and \

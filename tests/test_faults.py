@@ -10,9 +10,12 @@ tests/stress.py checks after a load run.
     SHMFS_SEED=N   the seed of the random kill loop (printed on failure)
 """
 
+import ctypes
+import errno
 import json
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -26,6 +29,7 @@ import pytest
 
 import shmfs_client
 import stress
+from conftest import REAPER_ABORTED
 
 PAGE = stress.PAGE
 KILLS = 200
@@ -424,6 +428,142 @@ def test_daemon_killed_under_load_no_client_hangs(shmfs):
     shmfs.expect_exit = None
     ok, detail = stress.serves(shmfs.root)
     assert ok, detail
+
+
+# ptrace(2) requests and waitpid flags, for stopping single daemon threads
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+WALL, WNOHANG = 0x40000000, 1
+
+
+def _threads(pid):
+    """{tid: comm} of a process."""
+    out = {}
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                out[int(t)] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
+def _kernel_stack(pid, tid):
+    try:
+        with open("/proc/%d/task/%d/stack" % (pid, tid)) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _until(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _abort_all_of(dev):
+    """fusectl's abort, by the test itself: never leave a stuck mount.
+    No child process: it would close this process's descriptors of the
+    mount, a FLUSH that nothing answers."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount(b"fusectl", b"/sys/fs/fuse/connections", b"fusectl", 0, None)
+    try:
+        with open("/sys/fs/fuse/connections/%d/abort" % dev, "w") as f:
+            f.write("1")
+    except OSError:
+        pass
+
+
+def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
+        shmfs_factory):
+    """The thread that drops .id/<shmid> names waits, uninterruptibly, for
+    the .id directory's lock, which a client's lookup holds while it waits
+    for the daemon.  Killed then, the daemon cannot finish dying and the
+    client would wait for ever: the daemon's reaper aborts the connection
+    (shmfs.1, DAEMON DEATH).  The race is made certain by stopping the
+    daemon's threads one by one with ptrace."""
+    m = shmfs_factory()
+    pid = m.proc.pid
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        if b"valgrind" in f.read():
+            pytest.skip("valgrind runs one thread at a time: a stopped "
+                        "thread would stop the one this test needs")
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+                            ctypes.c_void_p]
+    libc.ptrace.restype = ctypes.c_long
+    status = ctypes.c_int()
+    traced = []
+
+    def stop(tid):
+        if libc.ptrace(PTRACE_SEIZE, tid, None, None) != 0 or \
+                libc.ptrace(PTRACE_INTERRUPT, tid, None, None) != 0:
+            raise OSError(ctypes.get_errno(), "ptrace %d" % tid)
+        traced.append(tid)
+        assert libc.waitpid(tid, ctypes.byref(status), WALL) == tid
+
+    c = m.client()
+    gone = c.shmget(shmfs_client.IPC_PRIVATE, PAGE, 0o600)
+    st = os.stat(m.id_path(gone))  # the kernel now caches that name
+    dev = os.major(st.st_dev) << 20 | os.minor(st.st_dev)
+    inval = [t for t, n in _threads(pid).items() if n == "shmfs-inval"]
+    assert len(inval) == 1, _threads(pid)
+    # a lookup in .id that no thread will answer, made after the threads
+    # stop; started now, for a process that starts then would close its
+    # inherited descriptors of the mount (a FLUSH no thread would answer)
+    lookup = subprocess.Popen(
+        [sys.executable, "-c", "import os,sys\nsys.stdin.readline()\n"
+         "try: os.stat(sys.argv[1])\nexcept OSError as e: print(e.errno)",
+         os.path.join(m.root, ".id", "2147483000")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        stop(inval[0])
+        c.rmid(gone)  # served; the name to drop waits in the queue
+        for tid in _threads(pid):
+            if tid not in traced:
+                stop(tid)
+        lookup.stdin.write("go\n")
+        lookup.stdin.flush()
+        assert _until(lambda: "request_wait_answer" in
+                      _kernel_stack(lookup.pid, lookup.pid)), \
+            _kernel_stack(lookup.pid, lookup.pid)
+        libc.ptrace(PTRACE_DETACH, inval[0], None, None)
+        traced.remove(inval[0])
+        assert _until(lambda: "fuse_reverse_inval_entry" in
+                      _kernel_stack(pid, inval[0])), \
+            _kernel_stack(pid, inval[0])
+        m.expect_exit = -signal.SIGKILL
+        m.proc.kill()
+        # the stopped threads die: collect them (the leader is collected
+        # as the process, once the whole group has gone)
+        for tid in traced:
+            if tid != pid:
+                libc.waitpid(tid, ctypes.byref(status), WALL)
+        traced.clear()
+        # the aborted lookup fails; so does every later call
+        out = lookup.communicate(timeout=10)[0]
+        assert out.strip() == str(errno.ECONNABORTED), out
+        try:
+            c.close()  # its FLUSH
+        except OSError as e:
+            assert e.errno == errno.ENOTCONN
+        m.proc.wait(timeout=10)
+        assert re.search(REAPER_ABORTED, m.stderr_text(), re.M), \
+            m.stderr_text()
+    finally:
+        for tid in traced:
+            libc.ptrace(PTRACE_DETACH, tid, None, None)
+        if lookup.poll() is None or m.proc.poll() is None:
+            _abort_all_of(dev)
+        lookup.kill()
+        lookup.wait()
+        try:
+            c.close()
+        except OSError:
+            pass  # a dead daemon: the FLUSH fails, the descriptor goes
 
 
 # -- unmount while attached ----------------------------------------------------
