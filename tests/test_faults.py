@@ -483,7 +483,7 @@ def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
     the .id directory's lock, which a client's lookup holds while it waits
     for the daemon.  Killed then, the daemon cannot finish dying and the
     client would wait for ever: the daemon's reaper aborts the connection
-    (shmfs.1, DAEMON DEATH).  The race is made certain by stopping the
+    (shmfs.1, LIMITATIONS).  The race is made certain by stopping the
     daemon's threads one by one with ptrace."""
     m = shmfs_factory()
     pid = m.proc.pid
