@@ -84,6 +84,16 @@ REAPER_ABORTED = (r"^shmfs: the daemon \(pid \d+\) died with a thread stuck "
                   r"in the kernel; aborted its FUSE connection \d+:\d+$")
 
 
+def until(pred, timeout=10.0, step=0.01):
+    """Poll pred until it holds (True) or timeout seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
 def run_as_user(cmd, uid=1000, gid=1000, groups=None, timeout=60, **kw):
     """Run cmd (a list) as uid/gid with exactly the supplementary groups
     given (none by default) through setpriv; returns CompletedProcess with
@@ -252,13 +262,14 @@ class Mount:
         the kernel holds open goes at its RELEASE, sent asynchronously
         after the last close or munmap: a moment later, or seconds later
         under valgrind."""
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.stats()
-            if all(st[k] == v for k, v in want.items()) or \
-                    time.monotonic() > deadline:
-                return st
-            time.sleep(0.02)
+        got = {}
+
+        def reached():
+            got.update(self.stats())
+            return all(got[k] == v for k, v in want.items())
+
+        until(reached, timeout)
+        return got
 
     def client(self):
         """A shmfs_client.Client on this mount (closed at teardown)."""
@@ -283,12 +294,14 @@ class Mount:
 
 
 def kill_daemon_under(m, argv, ready, **kw):
-    """Start argv, wait for its line `ready`, SIGKILL m's daemon, then send
-    "go" and let argv finish; returns (returncode, stdout, stderr)."""
+    """Start argv, wait for its line `ready` (the line itself, or a test
+    of it), SIGKILL m's daemon, then send "go" and let argv finish;
+    returns (returncode, stdout, stderr)."""
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, **kw)
     try:
-        assert p.stdout.readline() == ready
+        line = p.stdout.readline()
+        assert ready(line) if callable(ready) else line == ready, line
         m.expect_exit = -signal.SIGKILL
         m.proc.kill()
         m.proc.wait()

@@ -29,7 +29,7 @@ import pytest
 
 import shmfs_client
 import stress
-from conftest import REAPER_ABORTED
+from conftest import REAPER_ABORTED, until
 
 PAGE = stress.PAGE
 KILLS = 200
@@ -455,15 +455,6 @@ def _kernel_stack(pid, tid):
         return ""
 
 
-def _until(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def _abort_all_of(dev):
     """fusectl's abort, by the test itself: never leave a stuck mount.
     No child process: it would close this process's descriptors of the
@@ -527,12 +518,12 @@ def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
                 stop(tid)
         lookup.stdin.write("go\n")
         lookup.stdin.flush()
-        assert _until(lambda: "request_wait_answer" in
+        assert until(lambda: "request_wait_answer" in
                       _kernel_stack(lookup.pid, lookup.pid)), \
             _kernel_stack(lookup.pid, lookup.pid)
         libc.ptrace(PTRACE_DETACH, inval[0], None, None)
         traced.remove(inval[0])
-        assert _until(lambda: "fuse_reverse_inval_entry" in
+        assert until(lambda: "fuse_reverse_inval_entry" in
                       _kernel_stack(pid, inval[0])), \
             _kernel_stack(pid, inval[0])
         m.expect_exit = -signal.SIGKILL

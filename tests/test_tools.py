@@ -11,12 +11,12 @@ import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import sys
 
 import pytest
 
+from conftest import kill_daemon_under
 from test_lib import build_dir, built, no_leak_check, preload_env
 
 TOOLS = ("ipcs", "ipcmk", "ipcrm", "lsipc")
@@ -503,27 +503,15 @@ def test_no_daemon_the_files_fail_like_every_call(tmp_path):
 
 def test_dead_daemon_is_enotconn(shmfs_factory, tmp_path):
     m = shmfs_factory()
-    env = preload_env(m.build, m.root)
-    p = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys\n"
-         "print(open('/proc/sys/kernel/shmmni').read().strip(), flush=True)\n"
-         "sys.stdin.readline()\n"
-         "try:\n"
-         "    open('/proc/sysvipc/shm')\n"
-         "except OSError as e:\n"
-         "    print(e.strerror)\n"],
-        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline().strip().isdigit()
-        m.expect_exit = -signal.SIGKILL
-        m.proc.kill()
-        m.proc.wait()
-        out, err = p.communicate("\n", timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert (p.returncode, out, err) == (0, os.strerror(errno.ENOTCONN) + "\n",
-                                        "")
+    rc, out, err = kill_daemon_under(
+        m, [sys.executable, "-c",
+            "import sys\n"
+            "print(open('/proc/sys/kernel/shmmni').read().strip(), flush=True)\n"
+            "sys.stdin.readline()\n"
+            "try:\n"
+            "    open('/proc/sysvipc/shm')\n"
+            "except OSError as e:\n"
+            "    print(e.strerror)\n"],
+        lambda line: line.strip().isdigit(),
+        env=preload_env(m.build, m.root))
+    assert (rc, out, err) == (0, os.strerror(errno.ENOTCONN) + "\n", "")
