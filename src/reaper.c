@@ -110,8 +110,6 @@ static void reaper_main(pid_t daemon, dev_t dev)
 			_exit(0); /* its descriptors are closed or closing */
 		sleep_ms(10);
 	}
-	if (threads_of(daemon) <= 1)
-		_exit(0);
 	n = abort_connection(dev);
 	fprintf(stderr,
 		"shmfs: the daemon (pid %d) died with a thread stuck in the "
