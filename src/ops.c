@@ -299,7 +299,8 @@ static void stat_seg(struct stat *st, const struct seg_view *v)
 	st->st_gid = v->ds.gid;
 	st->st_size = (off_t)v->ds.segsz;
 	st->st_blksize = (blksize_t)O.page_size;
-	st->st_blocks = (blkcnt_t)(v->bytes / 512);
+	/* never under the table lock: an arena range is measured here */
+	st->st_blocks = (blkcnt_t)(seg_view_bytes(v) / 512);
 	st->st_atime = (time_t)v->ds.atime;
 	st->st_mtime = (time_t)v->ds.dtime;
 	st->st_ctime = (time_t)v->ds.ctime;
@@ -854,7 +855,6 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		/* its close ends the session: keep FLUSH */
 		of->kind = OF_CTL;
 		fi->direct_io = 1;
-		seg_session_open(sysinfo_tgid(fuse_req_ctx(req)->pid));
 	} else if (ino == INO_STATUS) {
 		if (accmode != O_RDONLY || (fi->flags & O_TRUNC)) {
 			free(of);
@@ -901,10 +901,17 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	fi->fh = ofile_register(of);
+	if (of->kind == OF_CTL &&
+	    (err = seg_session_open(fi->fh,
+				    sysinfo_tgid(fuse_req_ctx(req)->pid)))) {
+		ofile_unregister(fi->fh);
+		reply_err(req, "open .ctl", -err);
+		return;
+	}
 	if (pt_reply_open(req, fi, of->h ? seg_handle_backing(of->h) : 0) != 0) {
 		/* interrupted: the kernel will send no flush or release */
 		if (of->kind == OF_CTL)
-			seg_session_close(sysinfo_tgid(fuse_req_ctx(req)->pid));
+			seg_file_released(fi->fh);
 		ofile_unregister(fi->fh);
 	}
 }
@@ -1003,8 +1010,9 @@ static void shmfs_flush(fuse_req_t req, fuse_ino_t ino,
 
 	count_req(R_FLUSH);
 	(void)ino;
+	/* only the closer's session on this very file ends */
 	if (of && of->kind == OF_CTL)
-		seg_session_close(sysinfo_tgid(fuse_req_ctx(req)->pid));
+		seg_session_close(of->id, sysinfo_tgid(fuse_req_ctx(req)->pid));
 	fuse_reply_err(req, 0);
 }
 
@@ -1012,7 +1020,8 @@ static void shmfs_release(fuse_req_t req, fuse_ino_t ino,
 			  struct fuse_file_info *fi)
 {
 	count_req(R_RELEASE);
-	(void)ino;
+	if (ino == INO_CTL)
+		seg_file_released(fi->fh);
 	ofile_unregister(fi->fh);
 	fuse_reply_err(req, 0);
 }
@@ -1187,11 +1196,12 @@ static void reply_stats(fuse_req_t req, size_t size)
 	n = snprintf(text, sizeof(text),
 		     "shmids %u\npages %" PRIu64 "\nobjects %" PRIu64
 		     "\nhandles %" PRIu64 "\nprocesses %" PRIu64
+		     "\nsessions %" PRIu64
 		     "\npending_forks %" PRIu64 "\nattaches %" PRIu64
 		     "\nmemory %" PRIu64 "\npassthrough %" PRIu64
 		     "\narena %" PRIu64 "\nunmeasured %" PRIu64 "\n",
 		     s.used, s.tot_pages, s.objects, s.handles, s.procs,
-		     s.pending_forks, s.attaches, s.memory, s.passthrough,
+		     s.sessions, s.pending_forks, s.attaches, s.memory, s.passthrough,
 		     s.arena, s.unmeasured);
 	reply_xattr_buf(req, text, (size_t)n, size);
 }
@@ -1282,108 +1292,90 @@ static void shmfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 
 /* ---- the control node ---- */
 
-static int ctl_hello(fuse_req_t req, void *io)
+/* One request on the control node: who asks, through which open file. */
+struct ctl_req {
+	fuse_req_t req;
+	uint64_t file;
+	struct perm_cred c;
+};
+
+static int ctl_hello(struct ctl_req *r, void *io)
 {
 	struct shmfs_hello *h = io;
 
-	(void)req;
+	(void)r;
 	h->version = SHMFS_PROTO_VERSION;
 	h->page_size = (uint32_t)O.page_size;
 	return 0;
 }
 
-static int ctl_get(fuse_req_t req, void *io)
+static int ctl_get(struct ctl_req *r, void *io)
 {
 	struct shmfs_get *g = io;
-	struct perm_cred c;
 	int err, shmid = -1;
 
-	cred_of(req, &c, true);
-	err = seg_get((key_t)g->key, g->size, g->flags, &c, &shmid);
-	perm_cred_fini(&c);
+	err = seg_get((key_t)g->key, g->size, g->flags, &r->c, &shmid);
 	g->shmid = shmid;
 	return err;
 }
 
-static int ctl_ctl(fuse_req_t req, void *io)
+static int ctl_ctl(struct ctl_req *r, void *io)
 {
-	struct perm_cred c;
-	int err;
+	struct shmfs_ctl *ctl = io;
 
-	cred_of(req, &c, false);
-	err = seg_ctl(&c, io);
-	perm_cred_fini(&c);
-	return err;
+	/* The caller's own limit, as the kernel reads it: never its word. */
+	if (ctl->cmd == SHM_LOCK)
+		ctl->memlock = sysinfo_memlock(r->c.pid);
+	return seg_ctl(&r->c, ctl);
 }
 
-static int ctl_fork(fuse_req_t req, void *io)
+static int ctl_fork(struct ctl_req *r, void *io)
 {
 	struct shmfs_fork *f = io;
-	struct perm_cred c;
-	int err;
 
-	cred_of(req, &c, true);
-	err = seg_fork(&c, &f->token, &f->count);
-	perm_cred_fini(&c);
-	return err;
+	return seg_fork(r->file, &r->c, &f->token, &f->count);
 }
 
-static int ctl_fork_child(fuse_req_t req, void *io)
+static int ctl_fork_child(struct ctl_req *r, void *io)
 {
 	struct shmfs_fork *f = io;
-	struct perm_cred c;
-	int err;
 
-	cred_of(req, &c, true);
-	err = seg_fork_child(&c, f->token);
-	perm_cred_fini(&c);
-	return err;
+	return seg_fork_child(r->file, &r->c, f->token);
 }
 
-static int ctl_fork_abort(fuse_req_t req, void *io)
+static int ctl_fork_abort(struct ctl_req *r, void *io)
 {
 	struct shmfs_fork *f = io;
-	struct perm_cred c;
-	int err;
 
-	cred_of(req, &c, true);
-	err = seg_fork_abort(&c, f->token);
-	perm_cred_fini(&c);
-	return err;
+	return seg_fork_abort(r->file, &r->c, f->token);
 }
 
 /* A process that inherited .ctl without the fork protocol. */
-static int ctl_session(fuse_req_t req, void *io)
+static int ctl_session(struct ctl_req *r, void *io)
 {
 	(void)io;
-	seg_session_start(sysinfo_tgid(fuse_req_ctx(req)->pid));
-	return 0;
+	return seg_session_start(r->file, r->c.pid);
 }
 
-static int ctl_detach(fuse_req_t req, void *io)
+static int ctl_detach(struct ctl_req *r, void *io)
 {
 	struct shmfs_detach *d = io;
 
-	return seg_detach(sysinfo_tgid(fuse_req_ctx(req)->pid), d->shmid);
+	return seg_detach(r->c.pid, d->shmid);
 }
 
-static int ctl_access(fuse_req_t req, void *io)
+static int ctl_access(struct ctl_req *r, void *io)
 {
 	struct shmfs_access *a = io;
-	struct perm_cred c;
-	int err;
 
-	cred_of(req, &c, false);
-	err = seg_access(a->shmid, a->mask, &c);
-	perm_cred_fini(&c);
-	return err;
+	return seg_access(a->shmid, a->mask, &r->c);
 }
 
 static const struct {
 	unsigned int cmd;
 	size_t size;
 	const char *name;
-	int (*fn)(fuse_req_t req, void *io);
+	int (*fn)(struct ctl_req *r, void *io);
 } ctl_cmds[] = {
 	{ SHMFS_IOC_HELLO, sizeof(struct shmfs_hello), "hello", ctl_hello },
 	{ SHMFS_IOC_GET, sizeof(struct shmfs_get), "shmget", ctl_get },
@@ -1399,6 +1391,11 @@ static const struct {
 	  ctl_session },
 };
 
+/*
+ * Every request on the control node: the caller's credentials (its
+ * process, not its thread) are built here once, before any handler
+ * takes the table lock.
+ */
 static void shmfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 			void *arg, struct fuse_file_info *fi, unsigned flags,
 			const void *in_buf, size_t in_bufsz, size_t out_bufsz)
@@ -1411,12 +1408,12 @@ static void shmfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 		struct shmfs_access access;
 		struct shmfs_detach detach;
 	} io;
+	struct ctl_req r = { .req = req };
 	size_t i;
 	int err;
 
 	count_req(R_IOCTL);
 	(void)arg;
-	(void)fi;
 	if (ino != INO_CTL || (flags & FUSE_IOCTL_COMPAT)) {
 		fuse_reply_err(req, ENOTTY);
 		return;
@@ -1430,7 +1427,10 @@ static void shmfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 		return;
 	}
 	memcpy(&io, in_buf, in_bufsz);
-	err = ctl_cmds[i].fn(req, &io);
+	r.file = fi->fh;
+	cred_of(req, &r.c, true);
+	err = ctl_cmds[i].fn(&r, &io);
+	perm_cred_fini(&r.c);
 	if (err) {
 		reply_err(req, ctl_cmds[i].name, -err);
 		return;

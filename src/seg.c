@@ -38,6 +38,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -48,6 +49,7 @@
 #define KEY_BUCKETS (1u << 16)
 #define SERIAL_BUCKETS (1u << 16)
 #define PROC_BUCKETS (1u << 12)
+#define SESSION_BUCKETS (1u << 12)
 #define SLOT_WORDS (SHMFS_MAX_SLOTS / 64)
 #define SUM_WORDS (SLOT_WORDS / 64)
 #define SEQ_MAX 0xffff
@@ -69,9 +71,26 @@ struct ref {
 	struct ref *s_prev;
 };
 
+/*
+ * A session: one process's use of one open file of the control node.
+ * It is made by an open of the node, by a fork claim or SHMFS_IOC_SESSION
+ * on a descriptor the process holds, and ends at that process's close of
+ * that file (FLUSH), or when the file itself goes (RELEASE).  A close of
+ * a file the process has no session on (one passed to it over a socket,
+ * say) ends nothing of its own.
+ */
+struct session {
+	uint64_t file;
+	struct proc *proc;
+	uint32_t opens; /* its opens of the file, not yet closed */
+	struct session *p_next; /* in the process's list */
+	struct session *f_next; /* in the file's bucket */
+};
+
 struct proc {
 	pid_t tgid;
-	uint32_t sessions; /* control node opens not yet closed */
+	uint32_t nsessions;
+	struct session *sessions;
 	uint32_t nrefs;
 	struct ref *refs;
 	struct proc *next;
@@ -79,6 +98,7 @@ struct proc {
 
 struct fork_pending {
 	uint64_t token;
+	uint64_t file; /* the control file it was counted on */
 	pid_t parent;
 	uint64_t since; /* next_born() when it was counted */
 	/* The parent's session is over: only a child in kids can claim. */
@@ -99,14 +119,22 @@ struct seg {
 	int slot;
 	bool has_memory; /* not given back yet */
 	uint64_t offset; /* of its range in the arena */
-	int backing; /* passthrough backing id, or 0: in the arena */
-	int memfd; /* the backing memfd, when kept; -1 otherwise */
+	struct extent *spare; /* its range's free-list node, for the free */
+	int backing; /* passthrough backing id, or 0: served by the daemon */
+	int memfd; /* the backing memfd when kept, or its own; else -1 */
+	bool solo; /* no backing, and a memfd of its own, not the arena */
 	uid_t lock_uid; /* charged for SHM_LOCK */
 	bool removed;
 	bool freed;
 	struct seg *key_next;
 	struct seg *serial_next;
 	struct ref *refs; /* its attaches, for user.shm.pids */
+};
+
+/* A free range of the arena, in a list sorted by offset. */
+struct extent {
+	uint64_t off, len;
+	struct extent *next;
 };
 
 struct seg_handle {
@@ -138,25 +166,31 @@ static struct {
 	struct seg *by_key[KEY_BUCKETS];
 	struct seg *by_serial[SERIAL_BUCKETS];
 	struct proc *procs[PROC_BUCKETS];
+	struct session *by_file[SESSION_BUCKETS];
 	struct fork_pending *forks;
 	struct seg_handle *handles;
-	int arena; /* the memfd behind every segment without backing */
-	uint64_t arena_next; /* offset of the next segment's range */
+	int arena; /* the memfd behind most segments without backing */
+	struct extent *arena_free; /* its free ranges */
 	bool no_backing; /* the front end cannot take backing files */
 	uint64_t memfds; /* backing memfds kept open */
 	uint64_t next_serial;
-	uint64_t next_token;
 	uint32_t nused;
 	uint32_t nprivate; /* IPC_PRIVATE segments that still have a name */
 	uint64_t tot_pages;
 	uint64_t nobjects;
 	uint64_t nhandles;
 	uint64_t nprocs;
+	uint64_t nsessions;
 	uint64_t npending;
 	uint64_t nrefs;
 } T = { .lock = PTHREAD_MUTEX_INITIALIZER, .arena = -1 };
 
 #define ARENA_SIZE (1ULL << 62)
+/* Larger segments get a memfd of their own: a few of them (SHM_NORESERVE
+ * makes them cheap) must never fill the arena for everyone. */
+#define ARENA_SOLO_MIN (ARENA_SIZE >> 10)
+/* Extents of an arena range measured before the rest counts as in use. */
+#define ARENA_MEASURE_MAX 1024
 
 static inline void unlockp(pthread_mutex_t **m)
 {
@@ -418,7 +452,7 @@ static void proc_drop_if_empty(struct proc *p)
 {
 	struct proc **pp;
 
-	if (p->nrefs || p->sessions)
+	if (p->nrefs || p->nsessions)
 		return;
 	for (pp = &T.procs[(unsigned)p->tgid & (PROC_BUCKETS - 1)]; *pp;
 	     pp = &(*pp)->next)
@@ -474,6 +508,8 @@ static struct fork_pending *fork_find(uint64_t token)
 	return NULL;
 }
 
+static void arena_give(struct seg *s);
+
 static void seg_release_memory(struct seg *s)
 {
 	if (!s->has_memory)
@@ -481,9 +517,11 @@ static void seg_release_memory(struct seg *s)
 	s->has_memory = false;
 	/* as Linux: a segment counts against shmall until it is freed */
 	T.tot_pages -= s->pages;
-	if (s->backing) {
-		T.cfg.backing_close(s->backing);
+	if (s->backing || s->solo) {
+		if (s->backing)
+			T.cfg.backing_close(s->backing);
 		s->backing = 0;
+		s->solo = false;
 		if (s->memfd >= 0) {
 			close(s->memfd);
 			s->memfd = -1;
@@ -491,8 +529,10 @@ static void seg_release_memory(struct seg *s)
 		}
 		return;
 	}
+	/* holes read as zeros: the range is a new segment's as it is */
 	fallocate(T.arena, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  (off_t)s->offset, (off_t)(s->pages * T.cfg.page_size));
+	arena_give(s);
 }
 
 /*
@@ -536,22 +576,100 @@ static int seg_backing_new(struct seg *s)
 	return 0;
 }
 
+/*
+ * The arena's ranges are taken first fit from a list of free ones and
+ * given back when a segment's memory goes, so that what one caller frees
+ * serves the next.  A segment takes its free-list node at once, so that
+ * giving the range back can never fail.
+ */
+static int arena_take(struct seg *s)
+{
+	uint64_t len = s->pages * T.cfg.page_size;
+	struct extent **pp, *e;
+
+	if (T.arena < 0 || len >= ARENA_SOLO_MIN)
+		return -ENOSPC;
+	s->spare = malloc(sizeof(*s->spare));
+	if (!s->spare)
+		return -ENOMEM;
+	for (pp = &T.arena_free; (e = *pp); pp = &e->next)
+		if (e->len >= len)
+			break;
+	if (!e) {
+		free(s->spare);
+		s->spare = NULL;
+		return -ENOSPC;
+	}
+	s->offset = e->off;
+	e->off += len;
+	e->len -= len;
+	if (!e->len) {
+		*pp = e->next;
+		free(e);
+	}
+	return 0;
+}
+
+static void arena_give(struct seg *s)
+{
+	uint64_t off = s->offset, len = s->pages * T.cfg.page_size;
+	struct extent **pp, *prev = NULL, *e, *n = s->spare;
+
+	s->spare = NULL;
+	for (pp = &T.arena_free; (e = *pp) && e->off < off; pp = &e->next)
+		prev = e;
+	if (prev && prev->off + prev->len == off) {
+		prev->len += len;
+		if (e && off + len == e->off) {
+			prev->len += e->len;
+			prev->next = e->next;
+			free(e);
+		}
+		free(n);
+		return;
+	}
+	if (e && off + len == e->off) {
+		e->off = off;
+		e->len += len;
+		free(n);
+		return;
+	}
+	n->off = off;
+	n->len = len;
+	n->next = e;
+	*pp = n;
+}
+
+/* Beyond the arena: a memfd of the segment's size, served as the arena. */
+static int seg_solo_new(struct seg *s)
+{
+	int fd = memfd_create("shmfs", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOMEM ? -ENOMEM : -ENOSPC;
+	if (ftruncate(fd, (off_t)s->ds.segsz) < 0) {
+		close(fd);
+		return -ENOMEM;
+	}
+	s->memfd = fd;
+	s->solo = true;
+	s->offset = 0;
+	T.memfds++;
+	return 0;
+}
+
 /* The memory of a new segment: backing when it can, else the arena. */
 static int seg_alloc_memory(struct seg *s)
 {
-	uint64_t page = T.cfg.page_size;
 	int err = seg_backing_new(s);
 
-	if (err != -ENOTSUP) {
-		s->has_memory = !err;
-		return err;
+	if (err == -ENOTSUP) {
+		err = arena_take(s);
+		if (err == -ENOSPC)
+			err = seg_solo_new(s);
 	}
-	if (T.arena < 0 || s->pages > (ARENA_SIZE - T.arena_next) / page)
-		return -ENOSPC;
-	s->offset = T.arena_next;
-	T.arena_next += s->pages * page;
-	s->has_memory = true;
-	return 0;
+	s->has_memory = !err;
+	return err;
 }
 
 static void seg_maybe_destroy(struct seg *s)
@@ -662,27 +780,25 @@ static void fork_drop(struct fork_pending *fp, pid_t lpid)
 /* ---- views ---- */
 
 /*
- * Memory in use: the pages of its memfd or the data extents of its arena
- * range.  A backing memfd the daemon did not keep cannot be measured: it
- * counts as all of its pages.
+ * Memory in use of a range of the arena: its data extents.  The first
+ * ARENA_MEASURE_MAX of them are measured, the rest of the range counts as
+ * in use, so that a range written in a million pieces costs no more than
+ * one in a thousand.  The arena itself lasts as long as the daemon, so
+ * this may run without the table lock (a range freed meanwhile is
+ * measured as it is then: zero).
  */
-static uint64_t seg_bytes(const struct seg *s)
+static uint64_t arena_bytes(uint64_t off, uint64_t len)
 {
-	off_t pos = (off_t)s->offset;
-	off_t end = (off_t)(s->offset + s->pages * T.cfg.page_size);
+	off_t pos = (off_t)off, end = (off_t)(off + len);
 	uint64_t bytes = 0;
-	struct stat st;
+	int n;
 
-	if (!s->has_memory)
-		return 0;
-	if (s->backing) {
-		if (s->memfd >= 0 && fstat(s->memfd, &st) == 0)
-			return (uint64_t)st.st_blocks * 512;
-		return s->pages * T.cfg.page_size;
-	}
-	while (pos < end) {
-		off_t data = lseek(T.arena, pos, SEEK_DATA), hole;
+	for (n = 0; pos < end; n++) {
+		off_t data, hole;
 
+		if (n == ARENA_MEASURE_MAX)
+			return bytes + (uint64_t)(end - pos);
+		data = lseek(T.arena, pos, SEEK_DATA);
 		if (data < 0 || data >= end)
 			break;
 		hole = lseek(T.arena, data, SEEK_HOLE);
@@ -694,14 +810,52 @@ static uint64_t seg_bytes(const struct seg *s)
 	return bytes;
 }
 
+/*
+ * Memory in use of a segment with a memfd: its pages, an fstat away.  A
+ * backing memfd the daemon did not keep cannot be measured: it counts as
+ * all of its pages.
+ */
+static uint64_t memfd_bytes(const struct seg *s)
+{
+	struct stat st;
+
+	if (s->memfd >= 0 && fstat(s->memfd, &st) == 0)
+		return (uint64_t)st.st_blocks * 512;
+	return s->pages * T.cfg.page_size;
+}
+
+static uint64_t seg_bytes(const struct seg *s)
+{
+	if (!s->has_memory)
+		return 0;
+	if (s->backing || s->solo)
+		return memfd_bytes(s);
+	return arena_bytes(s->offset, s->pages * T.cfg.page_size);
+}
+
+/*
+ * A view, taken under the table lock: memory in the arena is measured
+ * later, by seg_view_bytes(), outside it.
+ */
 static void seg_fill_view(const struct seg *s, struct seg_view *v)
 {
+	bool arena = s->has_memory && !s->backing && !s->solo;
+
 	v->serial = s->serial;
 	v->ds = s->ds;
-	v->bytes = seg_bytes(s);
+	v->bytes = arena ? 0 : seg_bytes(s);
+	v->arena_off = arena ? s->offset : 0;
+	v->arena_len = arena ? s->pages * T.cfg.page_size : 0;
 	v->removed = s->removed;
 	v->freed = s->freed;
 	v->slot = s->slot;
+}
+
+uint64_t seg_view_bytes(const struct seg_view *v)
+{
+	return v->bytes + (v->arena_len ? arena_bytes(v->arena_off,
+						      v->arena_len)
+					: 0);
 }
 
 static struct perm_obj seg_perm(const struct seg *s)
@@ -726,20 +880,22 @@ int seg_init(const struct seg_config *cfg)
 	if (!T.cfg.page_size)
 		T.cfg.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	T.next_serial = 1;
-	T.next_token = 1;
-	T.arena_next = 0;
 	T.no_backing = false;
 	T.memfds = 0;
 	T.arena = memfd_create("shmfs", MFD_CLOEXEC);
 	if (T.arena < 0)
 		return -errno;
-	if (ftruncate(T.arena, (off_t)ARENA_SIZE) < 0) {
-		int err = -errno;
+	T.arena_free = calloc(1, sizeof(*T.arena_free));
+	if (!T.arena_free || ftruncate(T.arena, (off_t)ARENA_SIZE) < 0) {
+		int err = T.arena_free ? -errno : -ENOMEM;
 
+		free(T.arena_free);
+		T.arena_free = NULL;
 		close(T.arena);
 		T.arena = -1;
 		return err;
 	}
+	T.arena_free->len = ARENA_SIZE;
 	return 0;
 }
 
@@ -773,6 +929,12 @@ void seg_fini(void)
 				olist_remove(&p->refs, r);
 				free(r);
 			}
+			while (p->sessions) {
+				struct session *s = p->sessions;
+
+				p->sessions = s->p_next;
+				free(s);
+			}
 			T.procs[b] = p->next;
 			free(p);
 		}
@@ -795,11 +957,19 @@ void seg_fini(void)
 	memset(T.any_used, 0, sizeof(T.any_used));
 	memset(T.all_used, 0, sizeof(T.all_used));
 	memset(T.by_key, 0, sizeof(T.by_key));
+	memset(T.by_file, 0, sizeof(T.by_file));
 	T.nused = T.nprivate = 0;
 	if (T.arena >= 0)
 		close(T.arena);
 	T.arena = -1;
+	while (T.arena_free) {
+		struct extent *e = T.arena_free;
+
+		T.arena_free = e->next;
+		free(e);
+	}
 	T.tot_pages = T.nobjects = T.nhandles = T.nprocs = T.npending = 0;
+	T.nsessions = 0;
 	T.nrefs = 0;
 }
 
@@ -967,16 +1137,28 @@ static void seg_munlock(struct seg *s)
 
 /* ---- shmctl ---- */
 
+/*
+ * shm_rss: the arena's pages in one fstat (its ranges of freed shmids
+ * still open count too, until they go), and each memfd's: no range is
+ * walked under the lock.
+ */
 static void seg_shm_info(struct shmfs_shm_info *si)
 {
-	int idx;
 	uint64_t rss = 0;
+	struct stat st;
+	int idx;
 
 	memset(si, 0, sizeof(*si));
 	si->used_ids = (int32_t)T.nused;
 	si->shm_tot = T.tot_pages;
-	for (idx = slot_next_used(0); idx >= 0; idx = slot_next_used(idx + 1))
-		rss += seg_bytes(T.slots[idx].seg);
+	if (T.arena >= 0 && fstat(T.arena, &st) == 0)
+		rss = (uint64_t)st.st_blocks * 512;
+	for (idx = slot_next_used(0); idx >= 0; idx = slot_next_used(idx + 1)) {
+		const struct seg *s = T.slots[idx].seg;
+
+		if (s->has_memory && (s->backing || s->solo))
+			rss += memfd_bytes(s);
+	}
 	si->shm_rss = rss / T.cfg.page_size;
 }
 
@@ -1277,7 +1459,7 @@ int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 	if (attach) {
 		/* without a session nothing would ever end the attach */
 		p = proc_find(c->pid);
-		if (!p || !p->sessions)
+		if (!p || !p->nsessions)
 			return -EPROTO;
 		seg_limits_for(&l, T.cfg.given.shmseg ? 0 : SEG_LIMIT_SHMMNI);
 		if (p->nrefs >= l.shmseg)
@@ -1325,44 +1507,147 @@ int seg_detach(pid_t tgid, int shmid)
 	return -EINVAL;
 }
 
-void seg_session_open(pid_t tgid)
-{
-	struct proc *p;
-	TABLE_LOCK();
+/* ---- sessions ---- */
 
-	p = proc_get(tgid);
-	if (p)
-		p->sessions++;
+static unsigned file_bucket(uint64_t file)
+{
+	return (unsigned)((file * 0x9e3779b97f4a7c15ULL) >> 52) &
+	       (SESSION_BUCKETS - 1);
 }
 
-void seg_session_start(pid_t tgid)
+static struct session *session_find(const struct proc *p, uint64_t file)
 {
-	struct proc *p;
+	struct session *s;
+
+	for (s = p ? p->sessions : NULL; s; s = s->p_next)
+		if (s->file == file)
+			return s;
+	return NULL;
+}
+
+/* The session of tgid on file, made (with no opens yet) if missing. */
+static struct session *session_get(pid_t tgid, uint64_t file)
+{
+	struct proc *p = proc_get(tgid);
+	struct session *s;
+	unsigned b;
+
+	if (!p)
+		return NULL;
+	s = session_find(p, file);
+	if (s)
+		return s;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		proc_drop_if_empty(p);
+		return NULL;
+	}
+	s->file = file;
+	s->proc = p;
+	s->p_next = p->sessions;
+	p->sessions = s;
+	p->nsessions++;
+	b = file_bucket(file);
+	s->f_next = T.by_file[b];
+	T.by_file[b] = s;
+	T.nsessions++;
+	return s;
+}
+
+/*
+ * A process holds a descriptor of file (it sent a request through it):
+ * it has a session there, whose end is that descriptor's close.
+ */
+static int session_hold(pid_t tgid, uint64_t file)
+{
+	struct session *s = session_get(tgid, file);
+
+	if (!s)
+		return -ENOMEM;
+	if (!s->opens)
+		s->opens = 1;
+	return 0;
+}
+
+/*
+ * A session ends.  The forks its process counted through that file
+ * become orphans (no abort can come through it any more); with the
+ * process's last session, every attach it holds ends, as at exit.
+ * True when there are orphans whose children must be read.
+ */
+static bool session_end(struct session *s)
+{
+	struct proc *p = s->proc;
+	struct session **pp;
+	struct fork_pending *fp;
+	uint64_t file = s->file;
+	bool orphans = false;
+
+	for (pp = &p->sessions; *pp != s; pp = &(*pp)->p_next)
+		;
+	*pp = s->p_next;
+	for (pp = &T.by_file[file_bucket(file)]; *pp != s; pp = &(*pp)->f_next)
+		;
+	*pp = s->f_next;
+	free(s);
+	p->nsessions--;
+	T.nsessions--;
+	for (fp = T.forks; fp; fp = fp->next)
+		if (fp->parent == p->tgid && fp->file == file && !fp->orphan)
+			orphans = fp->orphan = true;
+	if (p->nsessions)
+		return orphans;
+	while (p->refs) {
+		bool last = p->nrefs == 1;
+
+		ref_detach(p->refs, p->tgid); /* the last one frees p */
+		if (last)
+			return orphans;
+	}
+	proc_drop_if_empty(p);
+	return orphans;
+}
+
+int seg_session_open(uint64_t file, pid_t tgid)
+{
+	struct session *s;
 	TABLE_LOCK();
 
-	p = proc_get(tgid);
-	if (p && !p->sessions)
-		p->sessions = 1;
+	s = session_get(tgid, file);
+	if (!s)
+		return -ENOMEM;
+	s->opens++;
+	return 0;
+}
+
+int seg_session_start(uint64_t file, pid_t tgid)
+{
+	TABLE_LOCK();
+	return session_hold(tgid, file);
 }
 
 /*
  * Pending forks and the processes that can still claim them.
  *
- * The child of a counted fork claims what it inherited with
- * seg_fork_child() (the token), or, killed before it could, closes the
- * control node it inherited without having a session: that close (a
- * "stranger's") is matched to the fork through the closer's parent and
- * its place in the order processes are born, so that an older child of
- * the same parent (a posix_spawn child, say) is never taken for it.
+ * A fork is counted through one control file, which the child inherits;
+ * only a child of the counting process, born after the count, can claim
+ * it, through that same file, with the token, which is random.  A child
+ * killed before it could claim closes the file it inherited without a
+ * session there (a "stranger's" close): that close is matched to the
+ * fork through the closer's parent and its place in the order processes
+ * are born, so that an older child of the same parent (a posix_spawn
+ * child, say) is never taken for it.
  *
- * When the parent's session ends (exit, exec, its last close of .ctl),
- * its pending forks become orphans: no abort can come any more, and the
- * parent's children are read once; those born after the fork are the
- * only ones that can still claim.  An orphan with none is dropped at
- * once (the parent died between the fork request and fork(2), or
- * fork(2) never made the child); one with some is dropped at the first
- * claim or close of .ctl by one of them.  Their parent may be another
- * process by then (reparented), so orphans match by pid, not parent.
+ * When the parent's session on the file ends (exit, exec, its last close
+ * of it), its pending forks there become orphans: no abort can come any
+ * more, and the parent's children are read once; those born after the
+ * fork are the only ones that can still claim.  An orphan with none is
+ * dropped at once (the parent died between the fork request and fork(2),
+ * or fork(2) never made the child); one with some is dropped at the
+ * first claim or close of the file by one of them.  Their parent may be
+ * another process by then (reparented), so orphans match by pid, not
+ * parent.  When nobody holds the file any more, nothing can claim
+ * through it: its forks go.
  *
  * What the host tells (parent_of, children_of, born) is asked without
  * the table lock: the closer may be in the middle of execve, waiting for
@@ -1383,96 +1668,141 @@ static bool born_after(const struct fork_pending *fp, uint64_t born)
 	return !T.cfg.born || !T.cfg.next_born || born >= fp->since;
 }
 
-/* The oldest pending fork that tgid can be the child of. */
-static struct fork_pending *fork_of_child(pid_t tgid, pid_t parent,
-					  uint64_t born)
+/* Can tgid (whose parent and birth are given) be fp's child? */
+static bool fork_may_be_child(const struct fork_pending *fp, pid_t tgid,
+			      pid_t parent, uint64_t born)
+{
+	bool kin = fp->orphan && fp->scanned ? fork_has_kid(fp, tgid)
+					     : parent > 0 && fp->parent == parent;
+
+	return kin && born_after(fp, born);
+}
+
+/* The oldest fork counted on file that tgid can be the child of. */
+static struct fork_pending *fork_of_child(uint64_t file, pid_t tgid,
+					  pid_t parent, uint64_t born)
 {
 	struct fork_pending *fp, *oldest = NULL;
 
 	for (fp = T.forks; fp; fp = fp->next)
-		if ((fp->orphan && fp->scanned ? fork_has_kid(fp, tgid)
-					       : fp->parent == parent) &&
-		    born_after(fp, born))
+		if (fp->file == file &&
+		    fork_may_be_child(fp, tgid, parent, born))
 			oldest = fp; /* the list is newest first */
 	return oldest;
 }
 
-/* A close of .ctl by a process without a session. */
-static void seg_stranger_closed(pid_t tgid)
+/* A close of file by a process without a session there. */
+static void seg_stranger_closed(uint64_t file, pid_t tgid)
 {
 	struct fork_pending *fp;
 	pid_t parent = T.cfg.parent_of(tgid);
 	uint64_t born = T.cfg.born ? T.cfg.born(tgid) : 0;
 	TABLE_LOCK();
 
-	fp = fork_of_child(tgid, parent, born);
+	fp = fork_of_child(file, tgid, parent, born);
 	if (fp)
 		fork_drop(fp, tgid);
 }
 
-#define MAX_KIDS 256
+/* The children of a process and their births, read without the lock. */
+struct kid {
+	pid_t pid;
+	uint64_t born;
+};
 
-/* The parent's session is over: its pending forks become orphans. */
-static void seg_forks_orphaned(pid_t parent)
+static int kids_of(pid_t parent, struct kid **out)
 {
-	pid_t kids[MAX_KIDS];
-	uint64_t born[MAX_KIDS];
-	struct fork_pending *fp, *next;
-	int n = 0, i;
+	pid_t *pids = NULL;
+	struct kid *kids;
+	int n, i;
 
-	if (T.cfg.children_of)
-		n = T.cfg.children_of(parent, kids, MAX_KIDS);
-	for (i = 0; i < n; i++)
-		born[i] = T.cfg.born ? T.cfg.born(kids[i]) : 0;
+	*out = NULL;
+	if (!T.cfg.children_of)
+		return -ENOSYS;
+	n = T.cfg.children_of(parent, &pids);
+	if (n <= 0)
+		return n;
+	kids = calloc((size_t)n, sizeof(*kids));
+	if (!kids) {
+		free(pids);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		kids[i].pid = pids[i];
+		kids[i].born = T.cfg.born ? T.cfg.born(pids[i]) : 0;
+	}
+	free(pids);
+	*out = kids;
+	return n;
+}
+
+/* The parent's session on file is over: its forks there are orphans. */
+static void seg_forks_orphaned(uint64_t file, pid_t parent)
+{
+	struct fork_pending *fp, *next;
+	struct kid *kids;
+	int n = kids_of(parent, &kids), i;
 	TABLE_LOCK();
+
 	for (fp = T.forks; fp; fp = next) {
 		next = fp->next;
-		if (fp->parent != parent || !fp->orphan || fp->scanned)
+		if (fp->parent != parent || fp->file != file || !fp->orphan ||
+		    fp->scanned)
 			continue;
 		fp->scanned = true;
-		fp->kids = n ? calloc((size_t)n, sizeof(*fp->kids)) : NULL;
+		fp->kids = n > 0 ? calloc((size_t)n, sizeof(*fp->kids)) : NULL;
 		for (i = 0; fp->kids && i < n; i++)
-			if (born_after(fp, born[i]))
-				fp->kids[fp->nkids++] = kids[i];
+			if (born_after(fp, kids[i].born))
+				fp->kids[fp->nkids++] = kids[i].pid;
 		if (!fp->nkids)
 			fork_drop(fp, parent);
 	}
+	free(kids);
 }
 
-void seg_session_close(pid_t tgid)
+void seg_session_close(uint64_t file, pid_t tgid)
 {
-	struct fork_pending *fp;
 	bool stranger = false, orphans = false;
-	struct proc *p;
+	struct session *s;
 
 	{
 		TABLE_LOCK();
-		p = proc_find(tgid);
-		if (!p) {
+		s = session_find(proc_find(tgid), file);
+		if (!s)
 			stranger = T.forks && T.cfg.parent_of;
-		} else if (!p->sessions || !--p->sessions) {
-			p->sessions = 0;
-			for (fp = T.forks; fp; fp = fp->next)
-				if (fp->parent == tgid && !fp->orphan)
-					orphans = fp->orphan = true;
-			while (p->refs) {
-				bool last = p->nrefs == 1;
-
-				ref_detach(p->refs, tgid); /* the last frees p */
-				if (last) {
-					p = NULL;
-					break;
-				}
-			}
-			if (p)
-				proc_drop_if_empty(p);
-		}
+		else if (s->opens <= 1)
+			orphans = session_end(s);
+		else
+			s->opens--;
 	}
 	/* Closes by vfork children and other strangers find no fork. */
 	if (stranger)
-		seg_stranger_closed(tgid);
+		seg_stranger_closed(file, tgid);
 	if (orphans)
-		seg_forks_orphaned(tgid);
+		seg_forks_orphaned(file, tgid);
+}
+
+void seg_file_released(uint64_t file)
+{
+	struct fork_pending *fp, *next;
+	struct session *s;
+	TABLE_LOCK();
+
+	/* A session whose close never came: its process sent a request
+	 * through the file while another of its threads closed it. */
+	for (s = T.by_file[file_bucket(file)]; s;) {
+		if (s->file != file) {
+			s = s->f_next;
+			continue;
+		}
+		session_end(s);
+		s = T.by_file[file_bucket(file)];
+	}
+	for (fp = T.forks; fp; fp = next) {
+		next = fp->next;
+		if (fp->file == file)
+			fork_drop(fp, fp->parent);
+	}
 }
 
 void seg_release(struct seg_handle *h)
@@ -1496,7 +1826,7 @@ void seg_release(struct seg_handle *h)
 
 int seg_handle_fd(const struct seg_handle *h)
 {
-	return h->seg->backing ? h->seg->memfd : T.arena;
+	return h->seg->backing || h->seg->solo ? h->seg->memfd : T.arena;
 }
 
 int seg_handle_backing(const struct seg_handle *h)
@@ -1516,25 +1846,126 @@ uint64_t seg_handle_size(const struct seg_handle *h)
 
 /* ---- fork ---- */
 
-int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count)
+static bool forks_pending(pid_t parent)
 {
 	struct fork_pending *fp;
+	TABLE_LOCK();
+
+	for (fp = T.forks; fp; fp = fp->next)
+		if (fp->parent == parent && !fp->orphan)
+			return true;
+	return false;
+}
+
+static int cmp_born_desc(const void *a, const void *b)
+{
+	uint64_t x = ((const struct kid *)a)->born;
+	uint64_t y = ((const struct kid *)b)->born;
+
+	return (x < y) - (x > y);
+}
+
+static int cmp_since_desc(const void *a, const void *b)
+{
+	uint64_t x = (*(struct fork_pending *const *)a)->since;
+	uint64_t y = (*(struct fork_pending *const *)b)->since;
+
+	return (x < y) - (x > y);
+}
+
+/*
+ * Each fork still pending needs a child of its own that can still claim
+ * it: born after the fork was counted, and with no session yet (a child
+ * that claimed has one).  The parent asks again only once its last
+ * fork(2) has returned, so a fork left without such a child was never
+ * made (asked for, then not done, and not aborted): its counts go, so
+ * that nattch never counts a child that cannot exist, and a process has
+ * no more forks pending than children.  Newest first: a child born
+ * after the newest fork could be any fork's, an older one only an older
+ * fork's.
+ */
+static void forks_prune(pid_t parent, struct kid *kids, int nkids)
+{
+	struct fork_pending *fp, **forks;
+	int n = 0, i, j = 0, free_kids = 0, ncand = 0;
+
+	for (fp = T.forks; fp; fp = fp->next)
+		n += fp->parent == parent && !fp->orphan;
+	if (!n)
+		return;
+	forks = calloc((size_t)n, sizeof(*forks));
+	if (!forks)
+		return;
+	n = 0;
+	for (fp = T.forks; fp; fp = fp->next)
+		if (fp->parent == parent && !fp->orphan)
+			forks[n++] = fp;
+	for (i = 0; i < nkids; i++) {
+		struct proc *p = proc_find(kids[i].pid);
+
+		if (!p || !p->nsessions)
+			kids[ncand++] = kids[i];
+	}
+	qsort(kids, (size_t)ncand, sizeof(*kids), cmp_born_desc);
+	qsort(forks, (size_t)n, sizeof(*forks), cmp_since_desc);
+	for (i = 0; i < n; i++) {
+		while (j < ncand && born_after(forks[i], kids[j].born)) {
+			free_kids++;
+			j++;
+		}
+		if (free_kids)
+			free_kids--;
+		else
+			fork_drop(forks[i], parent);
+	}
+	free(forks);
+}
+
+/* A token nobody can guess: getrandom, never 0 (no fork) nor in use. */
+static int fork_token(uint64_t *token)
+{
+	if (getrandom(token, sizeof(*token), 0) != sizeof(*token))
+		return errno ? -errno : -EAGAIN;
+	return *token ? 0 : -EAGAIN;
+}
+
+int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
+	     uint32_t *count)
+{
+	struct fork_pending *fp;
+	struct kid *kids = NULL;
 	struct proc *p;
 	struct ref *r;
 	int64_t now;
+	int nkids = -1, err;
+	uint64_t tok = 0;
 	/* before the lock: the host is asked nothing under it */
 	uint64_t since = T.cfg.next_born ? T.cfg.next_born() : 0;
-	TABLE_LOCK();
 
 	*token = 0;
 	*count = 0;
+	if ((err = fork_token(&tok)))
+		return err;
+	if (forks_pending(c->pid))
+		nkids = kids_of(c->pid, &kids);
+	TABLE_LOCK();
+
 	p = proc_find(c->pid);
+	if (nkids >= 0)
+		forks_prune(c->pid, kids, nkids);
+	free(kids);
 	if (!p || !p->nrefs)
 		return 0;
+	/* the child claims through the file it inherits: this one */
+	if (!session_find(p, file))
+		return -EPROTO;
+	if (fork_find(tok))
+		return -EAGAIN;
 	fp = calloc(1, sizeof(*fp));
 	if (!fp)
 		return -ENOMEM;
-	fp->token = T.next_token++;
+	fp->token = tok;
+	fp->file = file;
 	fp->parent = c->pid;
 	fp->since = since;
 	fp->next = T.forks;
@@ -1546,6 +1977,7 @@ int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count)
 
 		if (!child) {
 			fork_drop(fp, c->pid);
+			*count = 0;
 			return -ENOMEM;
 		}
 		child->fp = fp;
@@ -1559,20 +1991,23 @@ int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count)
 	return 0;
 }
 
-int seg_fork_child(struct perm_cred *c, uint64_t token)
+int seg_fork_child(uint64_t file, struct perm_cred *c, uint64_t token)
 {
 	struct fork_pending *fp;
 	struct proc *p;
+	/* who the caller is, asked before the lock */
+	pid_t parent = T.cfg.parent_of ? T.cfg.parent_of(c->pid) : -1;
+	uint64_t born = T.cfg.born ? T.cfg.born(c->pid) : 0;
 	TABLE_LOCK();
 
 	fp = fork_find(token);
-	if (!fp)
+	if (!fp || fp->file != file ||
+	    !fork_may_be_child(fp, c->pid, parent, born))
 		return -ESRCH;
-	p = proc_get(c->pid);
-	if (!p)
+	/* the child holds the control file it inherited: its session */
+	if (session_hold(c->pid, file))
 		return -ENOMEM;
-	/* the child holds the control node it inherited: its session */
-	p->sessions++;
+	p = proc_find(c->pid);
 	while (fp->refs) {
 		struct ref *r = fp->refs;
 
@@ -1583,13 +2018,13 @@ int seg_fork_child(struct perm_cred *c, uint64_t token)
 	return 0;
 }
 
-int seg_fork_abort(struct perm_cred *c, uint64_t token)
+int seg_fork_abort(uint64_t file, struct perm_cred *c, uint64_t token)
 {
 	struct fork_pending *fp;
 	TABLE_LOCK();
 
 	fp = fork_find(token);
-	if (!fp || fp->parent != c->pid)
+	if (!fp || fp->parent != c->pid || fp->file != file)
 		return -ESRCH;
 	fork_drop(fp, c->pid);
 	return 0;
@@ -1705,6 +2140,7 @@ void seg_get_stats(struct seg_stats *st)
 	st->objects = T.nobjects;
 	st->handles = T.nhandles;
 	st->procs = T.nprocs;
+	st->sessions = T.nsessions;
 	st->pending_forks = T.npending;
 	st->attaches = T.nrefs;
 	st->memory = 0;
@@ -1715,12 +2151,14 @@ void seg_get_stats(struct seg_stats *st)
 		for (s = T.by_serial[b]; s; s = s->serial_next) {
 			if (!s->has_memory)
 				continue;
-			if (!s->backing) {
+			if (!s->backing) { /* served by the daemon */
 				st->arena++;
+				if (s->solo)
+					st->memory += memfd_bytes(s);
 				continue;
 			}
 			st->passthrough++;
 			st->unmeasured += s->memfd < 0;
-			st->memory += seg_bytes(s);
+			st->memory += memfd_bytes(s);
 		}
 }

@@ -47,8 +47,9 @@ struct seg_config {
 	 * Parent of a process, or -1.
 	 */
 	pid_t (*parent_of)(pid_t tgid);
-	/* Optional: up to max children of a process; their number. */
-	int (*children_of)(pid_t tgid, pid_t *out, int max);
+	/* Optional: every child of a process, in *out (malloc'd); their
+	 * number, or -errno. */
+	int (*children_of)(pid_t tgid, pid_t **out);
 	/* Optional: where a process stands in the order processes are
 	 * born, and the place the next one to be born will take; a child
 	 * born before a fork was counted is not that fork's child (a
@@ -79,13 +80,18 @@ struct seg_config {
 struct seg_view {
 	uint64_t serial; /* unique for the life of the daemon */
 	struct shmfs_ds ds;
-	uint64_t bytes; /* memory in use */
+	/* Memory in use: seg_view_bytes(), which measures what lies in the
+	 * arena (arena_len bytes from arena_off) outside the table lock. */
+	uint64_t bytes;
+	uint64_t arena_off, arena_len;
 	bool removed; /* IPC_RMID'd: no name any more */
 	bool freed; /* the shmid no longer exists */
 	int slot;
 };
 
 struct seg_handle;
+
+uint64_t seg_view_bytes(const struct seg_view *v);
 
 int seg_init(const struct seg_config *cfg);
 void seg_fini(void);
@@ -127,9 +133,12 @@ int seg_setattr(uint64_t serial, struct perm_cred *c, long mode, long uid,
 int seg_unlink(key_t key, int shmid, struct perm_cred *c);
 
 /*
- * Opens and attaches.  An attach needs a session: a process has one from
- * its first open of the control node until it has closed every one
- * (exit and exec close them too); the session's end detaches all.
+ * Opens and attaches.  An attach needs a session: a process has one on
+ * an open file of the control node from its open of it (or its claim of
+ * a fork, or SHMFS_IOC_SESSION, through a descriptor of it) until its
+ * close of that file (exit and exec close it too), or until the file
+ * itself goes; the end of a process's last session detaches all.  Files
+ * are named by the front end's ids, never reused.
  */
 int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 	     struct seg_handle **h);
@@ -141,15 +150,22 @@ int seg_handle_fd(const struct seg_handle *h);
 uint64_t seg_handle_offset(const struct seg_handle *h);
 uint64_t seg_handle_size(const struct seg_handle *h);
 int seg_detach(pid_t tgid, int shmid);
-void seg_session_open(pid_t tgid);
-/* A session for a process that holds .ctl but has none (idempotent). */
-void seg_session_start(pid_t tgid);
-void seg_session_close(pid_t tgid);
+int seg_session_open(uint64_t file, pid_t tgid);
+/* A session for a process that holds file but has none there. */
+int seg_session_start(uint64_t file, pid_t tgid);
+/* tgid closed file (FLUSH); the file itself is gone (RELEASE). */
+void seg_session_close(uint64_t file, pid_t tgid);
+void seg_file_released(uint64_t file);
 
-/* fork: count the child's inherited attaches before fork returns. */
-int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count);
-int seg_fork_child(struct perm_cred *c, uint64_t token);
-int seg_fork_abort(struct perm_cred *c, uint64_t token);
+/*
+ * fork: count the child's inherited attaches before fork returns, through
+ * the control file the child inherits; only a child of the caller, born
+ * after the count, can claim them, through that file, with the token.
+ */
+int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
+	     uint32_t *count);
+int seg_fork_child(uint64_t file, struct perm_cred *c, uint64_t token);
+int seg_fork_abort(uint64_t file, struct perm_cred *c, uint64_t token);
 
 /* Who is attached: "pid:count ..." (malloc'd), for IPC_STAT-able callers. */
 int seg_pids(uint64_t serial, struct perm_cred *c, char **text);
@@ -164,6 +180,7 @@ struct seg_stats {
 	uint64_t objects; /* segment objects, freed ones included */
 	uint64_t handles;
 	uint64_t procs;
+	uint64_t sessions;
 	uint64_t pending_forks;
 	uint64_t attaches; /* refs: the sum of every nattch */
 	uint64_t memory; /* bytes of segment data held */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/sysinfo.h>
@@ -186,19 +187,24 @@ pid_t sysinfo_parent(pid_t tgid)
 	return status_field(tgid, "PPid:");
 }
 
-/* The children of every thread of a process, from /proc/PID/task/TID/children. */
-int sysinfo_children(pid_t tgid, pid_t *out, int max)
+/*
+ * The children of every thread of a process, from
+ * /proc/PID/task/TID/children, in *out (malloc'd): their number, or -errno.
+ */
+int sysinfo_children(pid_t tgid, pid_t **out)
 {
 	char path[96];
 	struct dirent *de;
-	int n = 0;
+	pid_t *list = NULL;
+	size_t n = 0, cap = 0;
 	DIR *d;
 
+	*out = NULL;
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)tgid);
 	d = opendir(path);
 	if (!d)
 		return 0;
-	while (n < max && (de = readdir(d))) {
+	while ((de = readdir(d))) {
 		FILE *f;
 		int pid;
 
@@ -209,12 +215,62 @@ int sysinfo_children(pid_t tgid, pid_t *out, int max)
 		f = fopen(path, "re");
 		if (!f)
 			continue;
-		while (n < max && fscanf(f, "%d", &pid) == 1)
-			out[n++] = pid;
+		while (fscanf(f, "%d", &pid) == 1) {
+			if (n == cap) {
+				size_t c = cap ? cap * 2 : 64;
+				pid_t *l = realloc(list, c * sizeof(*l));
+
+				if (!l) {
+					fclose(f);
+					closedir(d);
+					free(list);
+					return -ENOMEM;
+				}
+				list = l;
+				cap = c;
+			}
+			list[n++] = pid;
+		}
 		fclose(f);
 	}
 	closedir(d);
-	return n;
+	*out = list;
+	return (int)n;
+}
+
+/*
+ * A process's RLIMIT_MEMLOCK soft limit in bytes (UINT64_MAX: none), as
+ * the kernel reads it for SHM_LOCK: prlimit(2), or, where the daemon has
+ * no CAP_SYS_RESOURCE to ask that of another user's process, the
+ * world-readable /proc/PID/limits.  0 when neither answers.
+ */
+uint64_t sysinfo_memlock(pid_t pid)
+{
+	static const char field[] = "Max locked memory";
+	char path[64], line[256];
+	struct rlimit rl;
+	uint64_t limit = 0;
+	FILE *f;
+
+	if (prlimit(pid, RLIMIT_MEMLOCK, NULL, &rl) == 0)
+		return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX
+						    : (uint64_t)rl.rlim_cur;
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, field, sizeof(field) - 1)) {
+			const char *v = line + sizeof(field) - 1;
+
+			v += strspn(v, " ");
+			limit = !strncmp(v, "unlimited", 9)
+					? UINT64_MAX
+					: strtoull(v, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return limit;
 }
 
 /*

@@ -2,6 +2,7 @@
 #ifndef SHMFS_SYSINFO_H
 #define SHMFS_SYSINFO_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "seg.h"
@@ -12,7 +13,9 @@ void sysinfo_host_limits(struct seg_limits *out, unsigned want);
 /* The thread group of a thread id (FUSE reports thread ids). */
 pid_t sysinfo_tgid(pid_t tid);
 pid_t sysinfo_parent(pid_t tgid);
-int sysinfo_children(pid_t tgid, pid_t *out, int max);
+int sysinfo_children(pid_t tgid, pid_t **out);
+/* A process's RLIMIT_MEMLOCK soft limit, read from the host, not asked. */
+uint64_t sysinfo_memlock(pid_t pid);
 /* A process's place in the order of births, and the next one's. */
 uint64_t sysinfo_born(pid_t tgid);
 uint64_t sysinfo_next_born(void);

@@ -12,6 +12,7 @@ if the daemon died, exited non-zero or wrote anything suspicious on stderr.
 """
 
 import atexit
+import ctypes
 import os
 import re
 import shutil
@@ -108,6 +109,74 @@ def run_as_user(cmd, uid=1000, gid=1000, groups=None, timeout=60, **kw):
     return subprocess.run(pre + [str(c) for c in cmd], timeout=timeout, **kw)
 
 
+
+
+
+# ptrace(2) requests and waitpid flags, for stopping single daemon threads
+PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+WALL, WNOHANG = 0x40000000, 1
+
+
+def threads_of(pid):
+    """{tid: comm} of a process."""
+    out = {}
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
+                out[int(t)] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
+def skip_under_valgrind(pid):
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        if b"valgrind" in f.read():
+            pytest.skip("valgrind runs one thread at a time: a stopped "
+                        "thread would stop the one this test needs")
+
+
+class ThreadStopper:
+    """Stops single threads of another process with ptrace; release()
+    (or the end of a with block) lets every one of them go on."""
+
+    def __init__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long,
+                                     ctypes.c_void_p, ctypes.c_void_p]
+        self.libc.ptrace.restype = ctypes.c_long
+        self.traced = []
+
+    def stop(self, tid):
+        status = ctypes.c_int()
+        if self.libc.ptrace(PTRACE_SEIZE, tid, None, None) != 0 or \
+                self.libc.ptrace(PTRACE_INTERRUPT, tid, None, None) != 0:
+            raise OSError(ctypes.get_errno(), "ptrace %d" % tid)
+        self.traced.append(tid)
+        assert self.libc.waitpid(tid, ctypes.byref(status), WALL) == tid
+
+    def let_go(self, tid):
+        self.libc.ptrace(PTRACE_DETACH, tid, None, None)
+        self.traced.remove(tid)
+
+    def reap(self, pid):
+        """The stopped threads of a killed process die: collect them (the
+        leader is collected as the process, once the group has gone)."""
+        status = ctypes.c_int()
+        for tid in self.traced:
+            if tid != pid:
+                self.libc.waitpid(tid, ctypes.byref(status), WALL)
+        self.traced.clear()
+
+    def release(self):
+        for tid in list(self.traced):
+            self.let_go(tid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 class Mount:

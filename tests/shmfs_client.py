@@ -287,8 +287,20 @@ class Client:
         d["ret"] = ret
         return d
 
-    def lock(self, shmid, memlock=None):
-        return self.ctl(shmid, SHM_LOCK, memlock=memlock)[0]
+    def lock(self, shmid, memlock=None, claim=None):
+        """SHM_LOCK with our RLIMIT_MEMLOCK soft limit set to memlock
+        bytes for the call (it must fit under the hard limit), as the
+        kernel and the daemon read it; claim is what the request's
+        memlock field says, which the daemon must ignore (ours by
+        default)."""
+        if memlock is None:
+            return self.ctl(shmid, SHM_LOCK, memlock=claim)[0]
+        old = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (memlock, old[1]))
+        try:
+            return self.ctl(shmid, SHM_LOCK, memlock=claim)[0]
+        finally:
+            resource.setrlimit(resource.RLIMIT_MEMLOCK, old)
 
     def unlock(self, shmid):
         return self.ctl(shmid, SHM_UNLOCK)[0]
@@ -512,7 +524,7 @@ def _usage():
         "usage: shmfs_client.py ROOT CMD [ARGS] [-- CMD [ARGS]]...\n"
         "  hello | pid | info | shm_info | sleep SECONDS | wait (a line on stdin)\n"
         "  get KEY SIZE FLAGS(octal)   stat ID   shm_stat IDX   shm_stat_any IDX\n"
-        "  set ID UID GID MODE(octal)  rmid ID   lock ID [MEMLOCK]   unlock ID\n"
+        "  set ID UID GID MODE(octal)  rmid ID   lock ID [MEMLOCK [CLAIM]] unlock ID\n"
         "  access ID MASK   attach ID [ro|rw]   detach   detach_id ID\n"
         "  read OFF LEN (from the last attach, hex)   write OFF HEXDATA\n"
         "  fstat PATH   open PATH r|w|rw   chmod PATH MODE   chown PATH UID GID\n"
@@ -567,7 +579,8 @@ def _run_one(ctx, cmd, args):
     if cmd == "lock":
         need(1)
         return cl.lock(ident(args[0]),
-                       memlock=_num(args[1]) if len(args) > 1 else None)
+                       memlock=_num(args[1]) if len(args) > 1 else None,
+                       claim=_num(args[2]) if len(args) > 2 else None)
     if cmd == "unlock":
         need(1)
         return cl.unlock(ident(args[0]))

@@ -29,7 +29,8 @@ import pytest
 
 import shmfs_client
 import stress
-from conftest import REAPER_ABORTED, until
+from conftest import (REAPER_ABORTED, ThreadStopper, skip_under_valgrind,
+                      threads_of, until)
 
 PAGE = stress.PAGE
 KILLS = 200
@@ -430,23 +431,6 @@ def test_daemon_killed_under_load_no_client_hangs(shmfs):
     assert ok, detail
 
 
-# ptrace(2) requests and waitpid flags, for stopping single daemon threads
-PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
-WALL, WNOHANG = 0x40000000, 1
-
-
-def _threads(pid):
-    """{tid: comm} of a process."""
-    out = {}
-    for t in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, t)) as f:
-                out[int(t)] = f.read().strip()
-        except OSError:
-            pass
-    return out
-
-
 def _kernel_stack(pid, tid):
     try:
         with open("/proc/%d/task/%d/stack" % (pid, tid)) as f:
@@ -478,30 +462,17 @@ def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
     daemon's threads one by one with ptrace."""
     m = shmfs_factory()
     pid = m.proc.pid
-    with open("/proc/%d/cmdline" % pid, "rb") as f:
-        if b"valgrind" in f.read():
-            pytest.skip("valgrind runs one thread at a time: a stopped "
-                        "thread would stop the one this test needs")
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
-                            ctypes.c_void_p]
-    libc.ptrace.restype = ctypes.c_long
-    status = ctypes.c_int()
-    traced = []
-
-    def stop(tid):
-        if libc.ptrace(PTRACE_SEIZE, tid, None, None) != 0 or \
-                libc.ptrace(PTRACE_INTERRUPT, tid, None, None) != 0:
-            raise OSError(ctypes.get_errno(), "ptrace %d" % tid)
-        traced.append(tid)
-        assert libc.waitpid(tid, ctypes.byref(status), WALL) == tid
+    skip_under_valgrind(pid)
+    tracer = ThreadStopper()
+    stop = tracer.stop
+    traced = tracer.traced
 
     c = m.client()
     gone = c.shmget(shmfs_client.IPC_PRIVATE, PAGE, 0o600)
     st = os.stat(m.id_path(gone))  # the kernel now caches that name
     dev = os.major(st.st_dev) << 20 | os.minor(st.st_dev)
-    inval = [t for t, n in _threads(pid).items() if n == "shmfs-inval"]
-    assert len(inval) == 1, _threads(pid)
+    inval = [t for t, n in threads_of(pid).items() if n == "shmfs-inval"]
+    assert len(inval) == 1, threads_of(pid)
     # a lookup in .id that no thread will answer, made after the threads
     # stop; started now, for a process that starts then would close its
     # inherited descriptors of the mount (a FLUSH no thread would answer)
@@ -513,7 +484,7 @@ def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
     try:
         stop(inval[0])
         c.rmid(gone)  # served; the name to drop waits in the queue
-        for tid in _threads(pid):
+        for tid in threads_of(pid):
             if tid not in traced:
                 stop(tid)
         lookup.stdin.write("go\n")
@@ -521,19 +492,13 @@ def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
         assert until(lambda: "request_wait_answer" in
                       _kernel_stack(lookup.pid, lookup.pid)), \
             _kernel_stack(lookup.pid, lookup.pid)
-        libc.ptrace(PTRACE_DETACH, inval[0], None, None)
-        traced.remove(inval[0])
+        tracer.let_go(inval[0])
         assert until(lambda: "fuse_reverse_inval_entry" in
                       _kernel_stack(pid, inval[0])), \
             _kernel_stack(pid, inval[0])
         m.expect_exit = -signal.SIGKILL
         m.proc.kill()
-        # the stopped threads die: collect them (the leader is collected
-        # as the process, once the whole group has gone)
-        for tid in traced:
-            if tid != pid:
-                libc.waitpid(tid, ctypes.byref(status), WALL)
-        traced.clear()
+        tracer.reap(pid)
         # the aborted lookup fails; so does every later call
         out = lookup.communicate(timeout=10)[0]
         assert out.strip() == str(errno.ECONNABORTED), out
@@ -545,8 +510,7 @@ def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
         assert re.search(REAPER_ABORTED, m.stderr_text(), re.M), \
             m.stderr_text()
     finally:
-        for tid in traced:
-            libc.ptrace(PTRACE_DETACH, tid, None, None)
+        tracer.release()
         if lookup.poll() is None or m.proc.poll() is None:
             _abort_all_of(dev)
         lookup.kill()

@@ -39,7 +39,6 @@ from shmfs_client import catch
 CUID = CGID = 1001      # created every segment
 OWNER, GROUP = 2001, 3001   # what root then made uid and gid
 NEW_UID, NEW_GID = 6001, 6002
-MEMLOCK = 1 << 30
 BASE_KEY = 0x5EC00000
 
 
@@ -135,7 +134,7 @@ def plan(role, seg, main, own, paths):
     own_cmds = {
         "set": ["set", own["set"], NEW_UID, NEW_GID, "0640"],
         "rmid": ["rmid", own["rmid"]],
-        "lock": ["lock", own["lock"], MEMLOCK],
+        "lock": ["lock", own["lock"]],
         "unlock": ["unlock", own["unlock"]],   # root locked it
         "chmod": ["chmod", paths[own["chmod"]], "0640"],
         "chown": ["chown", paths[own["chown"]], NEW_UID, NEW_GID],
@@ -280,7 +279,7 @@ def test_owner_gives_segment_away_with_ipc_set_and_loses_control(shmfs, client):
                                                "0600"],
                             ["stat", shmid], ["set", shmid, OWNER, GROUP, "0600"],
                             ["chmod", p, "0666"], ["chown", p, OWNER, GROUP],
-                            ["rmid", shmid], ["lock", shmid, MEMLOCK],
+                            ["rmid", shmid], ["lock", shmid],
                             ["attach", shmid, "ro"], ["pread", p]])
     assert isinstance(res[0], dict) and res[1] == 0
     assert res[2:] == ["EACCES", "EPERM", "EPERM", "EPERM", "EPERM", "EPERM",
@@ -310,7 +309,7 @@ def test_creator_keeps_control_after_giving_it_away_twice(shmfs, client):
                               ["stat", shmid], ["attach", shmid, "rw"],
                               ["chmod", p, "0000"], ["stat", shmid],
                               ["chmod", p, "0600"], ["attach", shmid, "rw"],
-                              ["lock", shmid, MEMLOCK], ["unlock", shmid],
+                              ["lock", shmid], ["unlock", shmid],
                               ["rmid", shmid]])
     assert res[:3] == [0, 0, 0]
     assert (res[3]["uid"], res[3]["gid"], res[3]["mode"], res[3]["cuid"]) == \

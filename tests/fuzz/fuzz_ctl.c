@@ -380,6 +380,7 @@ struct mseg {
 struct mfork {
 	bool used;
 	uint64_t token;
+	int file;		/* the control file it was counted on */
 	pid_t parent;
 	uint64_t order;
 	uint64_t since;		/* ticks at the fork */
@@ -390,8 +391,9 @@ static struct {
 	struct mseg seg[MAXSEG];
 	struct mfork fork[MAXFORK];
 	uint64_t fork_order;
-	uint32_t sessions[NPID];
-	uint32_t opens[NPID];	/* session opens made, for the drain */
+	/* opens of control file f (process f's own) by process p not yet
+	 * closed: sess[f - 1][p - 1]; a session while non-zero */
+	uint32_t sess[NPID][NPID];
 	struct {
 		struct seg_handle *h;
 		uint64_t serial;
@@ -457,9 +459,19 @@ static uint64_t m_proc_refs(int pid)
 	return n;
 }
 
+static bool m_has_session(int pid)
+{
+	int f;
+
+	for (f = 0; f < NPID; f++)
+		if (M.sess[f][pid - 1])
+			return true;
+	return false;
+}
+
 static bool m_proc_exists(int pid)
 {
-	return M.sessions[pid - 1] || m_proc_refs(pid);
+	return m_has_session(pid) || m_proc_refs(pid);
 }
 
 static uint64_t m_holds(uint64_t serial)
@@ -547,31 +559,36 @@ static void m_fork_drop(int f)
 	}
 }
 
-static void m_session_close(int pid)
+/* Process pid closes control file file. */
+static void m_session_close(int file, int pid)
 {
 	int i, f, best = -1;
 	pid_t parent;
 
-	if (m_proc_exists(pid)) {
-		if (M.sessions[pid - 1] && --M.sessions[pid - 1])
+	if (M.sess[file - 1][pid - 1]) {
+		if (--M.sess[file - 1][pid - 1])
+			return;
+		/* its pending forks there are orphans; with no children_of,
+		 * none has a child that could claim it: all go */
+		for (f = 0; f < MAXFORK; f++)
+			if (M.fork[f].used && M.fork[f].parent == pid &&
+			    M.fork[f].file == file)
+				m_fork_drop(f);
+		if (m_has_session(pid))
 			return;
 		for (i = 0; i < MAXSEG; i++) {
 			M.seg[i].refs[pid - 1] = 0;
 			if (M.seg[i].used)
 				m_maybe_free(i);
 		}
-		/* its pending forks are orphans; with no children_of, none
-		 * has a child that could claim it: all go */
-		for (f = 0; f < MAXFORK; f++)
-			if (M.fork[f].used && M.fork[f].parent == pid)
-				m_fork_drop(f);
 		return;
 	}
-	/* a child killed before it claimed: its parent's oldest pending fork
-	 * that it is not older than */
+	/* no session there: a child killed before it claimed, its parent's
+	 * oldest pending fork on that file that it is not older than */
 	parent = fake_parent_of(pid);
 	for (f = 0; f < MAXFORK; f++)
 		if (M.fork[f].used && M.fork[f].parent == parent &&
+		    M.fork[f].file == file &&
 		    (!M.timed || fake_start_time(pid) >= M.fork[f].since) &&
 		    (best < 0 || M.fork[f].order < M.fork[best].order))
 			best = f;
@@ -748,9 +765,9 @@ static void check_table(void)
 		CHECK(d->segsz >= lim.shmmin && d->segsz <= lim.shmmax,
 		      "shmid %d has size %llu", d->shmid,
 		      (unsigned long long)d->segsz);
-		CHECK(w->bytes <= (d->segsz + PAGE - 1) / PAGE * PAGE,
+		CHECK(seg_view_bytes(w) <= (d->segsz + PAGE - 1) / PAGE * PAGE,
 		      "shmid %d holds %llu bytes", d->shmid,
-		      (unsigned long long)w->bytes);
+		      (unsigned long long)seg_view_bytes(w));
 		CHECK(d->atime <= clock_now && d->dtime <= clock_now &&
 		      d->ctime <= clock_now && d->ctime > 0,
 		      "shmid %d has times from the future", d->shmid);
@@ -928,6 +945,17 @@ static const char *const op_names[NOPS] = {
 #define STEER_B 0x40
 #define STEER_C 0x80
 
+/* The control file an op goes through: the caller's own, its parent's
+ * (the one a forked child inherits), or another's. */
+static int op_file(uint8_t op, const struct caller *k)
+{
+	if ((op & STEER_A) && fake_parent_of(k->pid) > 0)
+		return fake_parent_of(k->pid);
+	if (op & STEER_B)
+		return k->pid % NPID + 1;
+	return k->pid;
+}
+
 static const key_t small_keys[8] = { IPC_PRIVATE, 1, 2, 0x1234, -1,
 				     0x7fffffff, (key_t)0x80000000, 3 };
 
@@ -1014,7 +1042,7 @@ static void op_get(uint8_t op, struct caller *k)
 		      v.ds.segsz == g.size && v.ds.cpid == k->pid &&
 		      v.ds.nattch == 0 && v.ds.lpid == 0 && v.ds.atime == 0 &&
 		      v.ds.dtime == 0 && v.ds.ctime == clock_now &&
-		      v.ds.key == g.key && v.bytes == 0,
+		      v.ds.key == g.key && seg_view_bytes(&v) == 0,
 		      "new shmid %d has the wrong shmid_ds", shmid);
 	}
 	note_known(shmid);
@@ -1230,12 +1258,12 @@ static void op_detach(uint8_t op, struct caller *k)
 	m_maybe_free(m);
 }
 
-static void op_fork(struct caller *k)
+static void op_fork(uint8_t op, struct caller *k)
 {
 	struct shmfs_fork f;
 	struct snap before;
 	uint64_t refs = m_proc_refs(k->pid);
-	int err, i, slot;
+	int err, i, slot, file = op_file(op, k);
 
 	rd(&f, sizeof(f));	/* in: ignored by the daemon */
 	take_snap(&before);
@@ -1243,7 +1271,14 @@ static void op_fork(struct caller *k)
 		;
 	if (refs && slot == MAXFORK)
 		return;		/* the model cannot follow more */
-	err = seg_fork(&k->c, &f.token, &f.count);
+	err = seg_fork((uint64_t)file, &k->c, &f.token, &f.count);
+	if (refs && !M.sess[file - 1][k->pid - 1]) {
+		/* the child could not claim through a file without one */
+		CHECK(err == -EPROTO, "fork through a file without a "
+		      "session: %d", err);
+		expect_unchanged(&before, "fork without a session");
+		return;
+	}
 	CHECK(err == 0, "fork: %d", err);
 	if (!refs) {
 		CHECK(f.token == 0 && f.count == 0,
@@ -1261,6 +1296,7 @@ static void op_fork(struct caller *k)
 	memset(&M.fork[slot], 0, sizeof(M.fork[slot]));
 	M.fork[slot].used = true;
 	M.fork[slot].token = f.token;
+	M.fork[slot].file = file;
 	M.fork[slot].parent = k->pid;
 	M.fork[slot].order = ++M.fork_order;
 	M.fork[slot].since = ticks;
@@ -1283,24 +1319,36 @@ static void op_fork_child(uint8_t op, struct caller *k, bool abort_it)
 {
 	struct shmfs_fork f;
 	struct snap before;
-	int err, i, slot;
+	int err, i, slot, file = op_file(op & ~STEER_A, k);
+	bool may;
 
 	rd(&f, sizeof(f));
 	if (op & STEER_A) {
-		/* a pending token: the n-th used slot */
+		/* a pending token: the n-th used slot, through its file
+		 * unless STEER_C */
 		int want = f.count % MAXFORK, n = 0;
 
 		for (i = 0; i < MAXFORK; i++)
-			if (M.fork[i].used && n++ == want)
+			if (M.fork[i].used && n++ == want) {
 				f.token = M.fork[i].token;
+				if (!(op & STEER_C))
+					file = M.fork[i].file;
+			}
 	}
 	if (op & STEER_B)
 		f.token &= 0xff;
 	take_snap(&before);
-	err = abort_it ? seg_fork_abort(&k->c, f.token) :
-			 seg_fork_child(&k->c, f.token);
+	err = abort_it ? seg_fork_abort((uint64_t)file, &k->c, f.token) :
+			 seg_fork_child((uint64_t)file, &k->c, f.token);
 	slot = fork_by_token(f.token);
-	if (slot < 0 || (abort_it && M.fork[slot].parent != k->pid)) {
+	may = slot >= 0 && M.fork[slot].file == file;
+	if (may && abort_it)
+		may = M.fork[slot].parent == k->pid;
+	else if (may)	/* only the parent's child, born after the count */
+		may = fake_parent_of(k->pid) == M.fork[slot].parent &&
+		      (!M.timed ||
+		       fake_start_time(k->pid) >= M.fork[slot].since);
+	if (!may) {
 		CHECK(err == -ESRCH, "fork %s of token %llu: %d",
 		      abort_it ? "abort" : "child",
 		      (unsigned long long)f.token, err);
@@ -1313,8 +1361,9 @@ static void op_fork_child(uint8_t op, struct caller *k, bool abort_it)
 		m_fork_drop(slot);
 		return;
 	}
-	M.sessions[k->pid - 1]++;
-	M.opens[k->pid - 1]++;
+	/* the child holds the file it inherited: its session there */
+	if (!M.sess[file - 1][k->pid - 1])
+		M.sess[file - 1][k->pid - 1] = 1;
 	for (i = 0; i < MAXSEG; i++) {
 		M.seg[i].refs[k->pid - 1] += M.fork[slot].cnt[i];
 		M.fork[slot].cnt[i] = 0;
@@ -1444,7 +1493,7 @@ static void op_open(uint8_t op, struct caller *k, bool force_attach)
 		CHECK(s, "live model segment not in the table");
 		if (!oracle_perm(&k->who, &s->ds, perm))
 			want = -EACCES;
-		else if (attach && !M.sessions[k->pid - 1])
+		else if (attach && !m_has_session(k->pid))
 			want = -EPROTO;
 		else if (attach && m_proc_refs(k->pid) >= lim.shmseg)
 			want = -EMFILE;
@@ -1689,7 +1738,7 @@ static void run_op(uint8_t op)
 		break;
 	case OP_FORK:
 		rd_caller(&k);
-		op_fork(&k);
+		op_fork(op, &k);
 		break;
 	case OP_FORK_CHILD:
 	case OP_FORK_ABORT:
@@ -1698,24 +1747,28 @@ static void run_op(uint8_t op)
 		break;
 	case OP_SESSION_OPEN:
 		rd_caller(&k);
-		seg_session_open(k.pid);
-		M.sessions[k.pid - 1]++;
-		M.opens[k.pid - 1]++;
+		/* an open makes a file of its own: the caller's */
+		CHECK(seg_session_open((uint64_t)k.pid, k.pid) == 0,
+		      "session open failed");
+		M.sess[k.pid - 1][k.pid - 1]++;
 		break;
 	case OP_SESSION_START:
 		/* SHMFS_IOC_SESSION: a struct shmfs_hello, ignored */
 		rd_caller(&k);
 		(void)rd64();
-		seg_session_start(k.pid);
-		if (!M.sessions[k.pid - 1]) {
-			M.sessions[k.pid - 1] = 1;
-			M.opens[k.pid - 1]++;
+		{
+			int file = op_file(op, &k);
+
+			CHECK(seg_session_start((uint64_t)file, k.pid) == 0,
+			      "session start failed");
+			if (!M.sess[file - 1][k.pid - 1])
+				M.sess[file - 1][k.pid - 1] = 1;
 		}
 		break;
 	case OP_SESSION_CLOSE:
 		rd_caller(&k);
-		seg_session_close(k.pid);
-		m_session_close(k.pid);
+		seg_session_close((uint64_t)op_file(op, &k), k.pid);
+		m_session_close(op_file(op, &k), k.pid);
 		break;
 	case OP_LOOKUP_ID:
 	case OP_LOOKUP_NAME:
@@ -1811,7 +1864,7 @@ static void drain(void)
 	struct caller rootk = root_caller();
 	struct seg_stats st;
 	struct snap s;
-	int i, p;
+	int i, p, f;
 	uint32_t n;
 
 	op_name = "drain: fork aborts";
@@ -1823,7 +1876,8 @@ static void drain(void)
 		memset(&k, 0, sizeof(k));
 		k.pid = M.fork[i].parent;
 		perm_cred_init(&k.c, 4000, 400, k.pid);
-		CHECK(seg_fork_abort(&k.c, M.fork[i].token) == 0,
+		CHECK(seg_fork_abort((uint64_t)M.fork[i].file, &k.c,
+				     M.fork[i].token) == 0,
 		      "abort of pending fork %llu failed",
 		      (unsigned long long)M.fork[i].token);
 		m_fork_drop(i);
@@ -1832,10 +1886,11 @@ static void drain(void)
 	check_table();
 	op_name = "drain: sessions end";
 	for (p = 1; p <= NPID; p++)
-		for (n = 0; n <= M.opens[p - 1]; n++) {
-			seg_session_close(p);
-			m_session_close(p);
-		}
+		for (f = 1; f <= NPID; f++)
+			for (n = M.sess[f - 1][p - 1]; n > 0; n--) {
+				seg_session_close((uint64_t)f, p);
+				m_session_close(f, p);
+			}
 	m_gc();
 	check_table();
 	op_name = "drain: handles released";

@@ -72,6 +72,10 @@ static void fake_freed(int shmid)
 	fake.last_freed = shmid;
 }
 
+/* A process's own open of the control node: its file id is its pid.  A
+ * forked child inherits its parent's (and claims, closes through it). */
+#define CTL(pid) ((uint64_t)(pid))
+
 static pid_t fake_parent_of(pid_t tgid)
 {
 	int i;
@@ -445,7 +449,7 @@ static void test_shmget_enospc_at_shmall_pages_rounded_up(void)
 	CHECK_UEQ(shm_info().shm_tot, 3);
 
 	/* A removed segment's pages count until it is freed. */
-	seg_session_open(700);
+	seg_session_open(CTL(700), 700);
 	REQUIRE(CHECK_EQ(attach(c, 700), 0));
 	CHECK_EQ(rmid(c), 0);
 	CHECK_UEQ(shm_info().shm_tot, 3);
@@ -454,7 +458,7 @@ static void test_shmget_enospc_at_shmall_pages_rounded_up(void)
 	CHECK_UEQ(shm_info().shm_tot, 1);
 	d = get(KEY + 3, 2 * PAGE, IPC_CREAT | 0600);
 	CHECK(d > 0);
-	seg_session_close(700);
+	seg_session_close(CTL(700), 700);
 }
 
 static void test_segsz_kept_as_asked(void)
@@ -719,6 +723,60 @@ static void test_backing_out_of_memory_fails_the_shmget(void)
 	CHECK(get(KEY, PAGE, IPC_CREAT | 0600) > 0);
 	CHECK_EQ(fb.opens, 2);
 	fb_fini();
+}
+
+/*
+ * The arena's ranges serve again once freed, so that no caller can use
+ * them up for good; a segment too large for it (SHM_NORESERVE makes it
+ * cheap) gets a memfd of its own and leaves the arena to everyone else.
+ */
+static void test_arena_ranges_are_reused_huge_ones_stand_alone(void)
+{
+	struct seg_limits l = std_limits;
+	struct seg_handle *h;
+	uint64_t off_b, off_c;
+	int big, big2, b, c, d;
+
+	l.shmmax = 1ULL << 62;
+	l.shmall = ~0ULL >> 1;
+	setup(&l);
+	big = get(IPC_PRIVATE, 1ULL << 62, SHM_NORESERVE | 0600);
+	REQUIRE(CHECK(big > 0));
+	big2 = get(IPC_PRIVATE, 1ULL << 62, SHM_NORESERVE | 0600);
+	REQUIRE(CHECK(big2 > 0));
+	REQUIRE(CHECK_EQ(open_id(big, 700, false, &h), 0));
+	CHECK_UEQ(seg_handle_offset(h), 0);
+	CHECK(seg_handle_fd(h) >= 0);
+	seg_release(h);
+	CHECK_EQ(rmid(big), 0);
+	CHECK_EQ(rmid(big2), 0);
+	CHECK_UEQ(stats().objects, 0);
+
+	b = get(IPC_PRIVATE, 3 * PAGE, 0600);
+	REQUIRE(CHECK(b > 0));
+	REQUIRE(CHECK_EQ(open_id(b, 700, false, &h), 0));
+	off_b = seg_handle_offset(h);
+	seg_release(h);
+	d = get(IPC_PRIVATE, PAGE, 0600);	/* after b */
+	REQUIRE(CHECK(d > 0));
+	CHECK_EQ(rmid(b), 0);
+	c = get(IPC_PRIVATE, 2 * PAGE, 0600);	/* in b's place */
+	REQUIRE(CHECK(c > 0));
+	REQUIRE(CHECK_EQ(open_id(c, 700, false, &h), 0));
+	off_c = seg_handle_offset(h);
+	seg_release(h);
+	CHECK_UEQ(off_c, off_b);
+	CHECK_EQ(rmid(c), 0);
+	CHECK_EQ(rmid(d), 0);
+	/* b, c and d's ranges are one free range again: a 4-page segment
+	 * starts where b did */
+	b = get(IPC_PRIVATE, 4 * PAGE, 0600);
+	REQUIRE(CHECK(b > 0));
+	REQUIRE(CHECK_EQ(open_id(b, 700, false, &h), 0));
+	CHECK_UEQ(seg_handle_offset(h), off_b);
+	seg_release(h);
+	CHECK_EQ(rmid(b), 0);
+	CHECK_UEQ(stats().objects, 0);
 }
 
 static uint64_t ten_pages(void)
@@ -992,8 +1050,8 @@ static void test_rmid_while_attached_defers_the_free(void)
 	int id, id2;
 
 	setup(&std_limits);
-	seg_session_open(501);
-	seg_session_open(502);
+	seg_session_open(CTL(501), 501);
+	seg_session_open(CTL(502), 502);
 	id = get(KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(id > 0));
 	serial = serial_of(id);
@@ -1051,8 +1109,8 @@ static void test_rmid_while_attached_defers_the_free(void)
 	CHECK_UEQ(nattch(id2), 0);
 	CHECK_EQ(stats().objects, 1);
 	CHECK_EQ(stats().handles, 0);
-	seg_session_close(501);
-	seg_session_close(502);
+	seg_session_close(CTL(501), 501);
+	seg_session_close(CTL(502), 502);
 	CHECK_EQ(stats().procs, 0);
 }
 
@@ -1108,7 +1166,7 @@ static void test_memory_stays_while_a_handle_is_open(void)
 	int id;
 
 	setup(&std_limits);
-	seg_session_open(501);
+	seg_session_open(CTL(501), 501);
 	id = get(KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(id > 0));
 	REQUIRE(CHECK_EQ(open_id(id, 501, true, &att), 0));
@@ -1131,7 +1189,7 @@ static void test_memory_stays_while_a_handle_is_open(void)
 	seg_release(plain);
 	CHECK_EQ(stats().objects, 0);
 	CHECK_EQ(stats().handles, 0);
-	seg_session_close(501);
+	seg_session_close(CTL(501), 501);
 }
 
 /* ---- attach and detach ---- */
@@ -1143,7 +1201,7 @@ static void test_open_checks_permission_by_accmode(void)
 	int a, b, c;
 
 	setup(&std_limits);
-	seg_session_open(600);
+	seg_session_open(CTL(600), 600);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	b = get(KEY + 1, 100, IPC_CREAT | 0604);
 	c = get(KEY + 2, 100, IPC_CREAT | 0602);
@@ -1161,7 +1219,7 @@ static void test_open_checks_permission_by_accmode(void)
 	REQUIRE(CHECK_EQ(seg_open(serial_of(c), &bob, O_WRONLY, false, &h), 0));
 	seg_release(h);
 	CHECK_EQ(seg_open(12345678, &bob, O_RDONLY, false, &h), -ENOENT);
-	seg_session_close(600);
+	seg_session_close(CTL(600), 600);
 	CHECK_UEQ(nattch(b), 0);
 }
 
@@ -1186,13 +1244,13 @@ static void test_attach_needs_a_session(void)
 	REQUIRE(CHECK_EQ(open_id(id, 501, false, &h), 0));
 	seg_release(h);
 	/* a session ended is no session */
-	seg_session_open(501);
-	seg_session_close(501);
+	seg_session_open(CTL(501), 501);
+	seg_session_close(CTL(501), 501);
 	CHECK_EQ(open_id(id, 501, true, &h), -EPROTO);
-	seg_session_open(501);
+	seg_session_open(CTL(501), 501);
 	CHECK_EQ(attach(id, 501), 0);
 	CHECK_UEQ(nattch(id), 1);
-	seg_session_close(501);
+	seg_session_close(CTL(501), 501);
 	CHECK_UEQ(nattch(id), 0);
 	CHECK_EQ(stats().procs, 0);
 }
@@ -1203,8 +1261,8 @@ static void test_detach_by_a_stranger_changes_nothing(void)
 	int id, other;
 
 	setup(&std_limits);
-	seg_session_open(501);
-	seg_session_open(502);
+	seg_session_open(CTL(501), 501);
+	seg_session_open(CTL(502), 502);
 	id = get(KEY, 100, IPC_CREAT | 0600);
 	other = get(KEY + 1, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(id > 0 && other > 0));
@@ -1215,7 +1273,7 @@ static void test_detach_by_a_stranger_changes_nothing(void)
 	CHECK_EQ(seg_detach(502, id), -EINVAL);	/* a session only */
 	CHECK_EQ(seg_detach(501, other), -EINVAL);	/* not that segment */
 	CHECK_EQ(seg_detach(501, id + 1), -EINVAL);
-	seg_session_close(999);
+	seg_session_close(CTL(999), 999);
 	REQUIRE(CHECK_EQ(stat_id(id, &ds), 0));
 	CHECK_UEQ(ds.nattch, 1);
 	CHECK_EQ(ds.lpid, 501);
@@ -1230,8 +1288,8 @@ static void test_detach_by_a_stranger_changes_nothing(void)
 	REQUIRE(CHECK_EQ(stat_id(id, &ds), 0));
 	CHECK_UEQ(ds.nattch, 0);
 	CHECK_EQ(ds.dtime, 3000);
-	seg_session_close(501);
-	seg_session_close(502);
+	seg_session_close(CTL(501), 501);
+	seg_session_close(CTL(502), 502);
 	CHECK_EQ(stats().procs, 0);
 }
 
@@ -1244,19 +1302,19 @@ static void test_session_end_detaches_what_is_left(void)
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	b = get(KEY + 1, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0 && b > 0));
-	seg_session_open(501);
-	seg_session_open(501);		/* two opens of .ctl */
+	seg_session_open(CTL(501), 501);
+	seg_session_open(CTL(501), 501);		/* two opens of .ctl */
 	REQUIRE(CHECK_EQ(attach(a, 501), 0));
 	REQUIRE(CHECK_EQ(attach(a, 501), 0));
 	REQUIRE(CHECK_EQ(attach(b, 501), 0));
-	seg_session_open(502);
+	seg_session_open(CTL(502), 502);
 	REQUIRE(CHECK_EQ(attach(a, 502), 0));
 	CHECK_UEQ(nattch(a), 3);
 	fake.clock = 5000;
-	seg_session_close(501);		/* one of two: nothing ends */
+	seg_session_close(CTL(501), 501);		/* one of two: nothing ends */
 	CHECK_UEQ(nattch(a), 3);
 	CHECK_UEQ(nattch(b), 1);
-	seg_session_close(501);		/* exit: every attach goes */
+	seg_session_close(CTL(501), 501);		/* exit: every attach goes */
 	REQUIRE(CHECK_EQ(stat_id(a, &ds), 0));
 	CHECK_UEQ(ds.nattch, 1);
 	CHECK_EQ(ds.dtime, 5000);
@@ -1267,7 +1325,7 @@ static void test_session_end_detaches_what_is_left(void)
 	/* the same on a removed segment frees it */
 	CHECK_EQ(rmid(a), 0);
 	CHECK_EQ(fake.nfreed, 0);
-	seg_session_close(502);
+	seg_session_close(CTL(502), 502);
 	CHECK_EQ(fake.nfreed, 1);
 	CHECK_EQ(fake.freed[0], a);
 	CHECK_EQ(stats().objects, 1);
@@ -1284,8 +1342,8 @@ static void test_times_and_pids(void)
 	int id;
 
 	setup(&std_limits);
-	seg_session_open(77);
-	seg_session_open(88);
+	seg_session_open(CTL(77), 77);
+	seg_session_open(CTL(88), 88);
 	fake.clock = 1000;
 	id = get_as(ALICE, AGRP, 501, KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(id > 0));
@@ -1350,8 +1408,8 @@ static void test_times_and_pids(void)
 	CHECK_EQ(ds.ctime, 6000);
 	CHECK_EQ(ds.atime, 7000);
 	CHECK_EQ(ds.lpid, 88);
-	seg_session_close(77);
-	seg_session_close(88);
+	seg_session_close(CTL(77), 77);
+	seg_session_close(CTL(88), 88);
 }
 
 /* ---- IPC_SET, chmod/chown, SHM_LOCK ---- */
@@ -1507,7 +1565,7 @@ static void test_shm_lock_and_unlock(void)
 	int id;
 
 	setup(&std_limits);
-	seg_session_open(501);
+	seg_session_open(CTL(501), 501);
 	id = get(KEY, 100, IPC_CREAT | 0666);
 	REQUIRE(CHECK(id > 0));
 	CHECK_EQ(shm_lock_as(&bob, SHM_LOCK, id, lots), -EPERM);
@@ -1532,7 +1590,7 @@ static void test_shm_lock_and_unlock(void)
 	REQUIRE(CHECK_EQ(attach(id, 501), 0));
 	CHECK_EQ(rmid(id), 0);
 	CHECK_EQ(mode_of(id), SHMFS_SHM_LOCKED | SHMFS_SHM_DEST | 0666);
-	seg_session_close(501);
+	seg_session_close(CTL(501), 501);
 }
 
 static void test_shm_lock_is_charged_to_the_locker(void)
@@ -1629,7 +1687,7 @@ static void test_shm_info(void)
 	int a, b;
 
 	setup(&std_limits);
-	seg_session_open(501);
+	seg_session_open(CTL(501), 501);
 	REQUIRE(CHECK_EQ(ctl(SHM_INFO, 0, &io), 0));
 	CHECK_EQ(io.u.shm_info.used_ids, 0);
 	CHECK_UEQ(io.u.shm_info.shm_tot, 0);
@@ -1661,7 +1719,7 @@ static void test_shm_info(void)
 	CHECK_UEQ(io.u.shm_info.shm_tot, 1);
 	CHECK_UEQ(io.u.shm_info.shm_rss, 0);
 	CHECK_EQ(io.ret, 1);
-	seg_session_close(501);
+	seg_session_close(CTL(501), 501);
 }
 
 static void test_shm_stat_and_stat_any(void)
@@ -1748,8 +1806,8 @@ static void test_shmseg_emfile(void)
 
 	l.shmseg = 3;
 	setup(&l);
-	seg_session_open(501);
-	seg_session_open(502);
+	seg_session_open(CTL(501), 501);
+	seg_session_open(CTL(502), 502);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	b = get(KEY + 1, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0 && b > 0));
@@ -1776,8 +1834,8 @@ static void test_shmseg_emfile(void)
 	CHECK_EQ(open_id(b, 501, true, &h), -EMFILE);
 	CHECK_UEQ(nattch(a), 1);
 	CHECK_UEQ(nattch(b), 3);
-	seg_session_close(501);
-	seg_session_close(502);
+	seg_session_close(CTL(501), 501);
+	seg_session_close(CTL(502), 502);
 	CHECK_UEQ(nattch(a) + nattch(b), 0);
 	CHECK_EQ(stats().procs, 0);
 }
@@ -1797,7 +1855,8 @@ static void test_fork_counts_then_child_claims(void)
 
 	l.shmseg = 3;
 	setup(&l);
-	seg_session_open(100);
+	fake_parent(200, 100);
+	seg_session_open(CTL(100), 100);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	b = get(KEY + 1, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0 && b > 0));
@@ -1806,7 +1865,7 @@ static void test_fork_counts_then_child_claims(void)
 	REQUIRE(CHECK_EQ(attach(b, 100), 0));
 	fake.clock = 2000;
 
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_NE(token, 0);
 	CHECK_EQ(count, 3);
 	/* counted before fork returns, before the child claims anything */
@@ -1820,12 +1879,12 @@ static void test_fork_counts_then_child_claims(void)
 	CHECK_EQ(seg_detach(200, a), -EINVAL);
 	CHECK_UEQ(nattch(a), 4);
 
-	REQUIRE(CHECK_EQ(seg_fork_child(&child, token), 0));
+	REQUIRE(CHECK_EQ(seg_fork_child(CTL(100), &child, token), 0));
 	CHECK_EQ(stats().pending_forks, 0);
 	CHECK_UEQ(nattch(a), 4);
 	CHECK_UEQ(nattch(b), 2);
-	CHECK_EQ(seg_fork_child(&child, token), -ESRCH);
-	CHECK_EQ(seg_fork_abort(&parent, token), -ESRCH);
+	CHECK_EQ(seg_fork_child(CTL(100), &child, token), -ESRCH);
+	CHECK_EQ(seg_fork_abort(CTL(100), &parent, token), -ESRCH);
 	/* each holds its own three: neither may attach a fourth */
 	CHECK_EQ(open_id(b, 100, true, &x), -EMFILE);
 	CHECK_EQ(open_id(b, 200, true, &x), -EMFILE);
@@ -1842,7 +1901,7 @@ static void test_fork_counts_then_child_claims(void)
 	CHECK_EQ(seg_detach(200, b), -EINVAL);
 	CHECK_UEQ(nattch(b), 1);
 	/* the child's session (the .ctl it inherited) ends: its last goes */
-	seg_session_close(200);
+	seg_session_close(CTL(100), 200);
 	CHECK_UEQ(nattch(a), 1);
 	CHECK_UEQ(nattch(b), 1);
 	/* the parent's own did not move */
@@ -1850,7 +1909,7 @@ static void test_fork_counts_then_child_claims(void)
 	CHECK_EQ(seg_detach(100, b), 0);
 	CHECK_UEQ(nattch(a), 0);
 	CHECK_UEQ(nattch(b), 0);
-	seg_session_close(100);
+	seg_session_close(CTL(100), 100);
 	CHECK_EQ(stats().procs, 0);
 }
 
@@ -1864,26 +1923,28 @@ static void test_fork_child_exit_detaches_its_refs(void)
 	int a;
 
 	setup(&std_limits);
-	seg_session_open(100);
+	fake_parent(200, 100);
+	fake_parent(300, 200);
+	seg_session_open(CTL(100), 100);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0));
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
-	REQUIRE(CHECK_EQ(seg_fork_child(&child, token), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork_child(CTL(100), &child, token), 0));
 	CHECK_UEQ(nattch(a), 2);
 	/* the child forks in turn */
-	REQUIRE(CHECK_EQ(seg_fork(&child, &t2, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &child, &t2, &count), 0));
 	CHECK_EQ(count, 1);
 	CHECK_NE(t2, token);
-	REQUIRE(CHECK_EQ(seg_fork_child(&grandchild, t2), 0));
+	REQUIRE(CHECK_EQ(seg_fork_child(CTL(100), &grandchild, t2), 0));
 	CHECK_UEQ(nattch(a), 3);
 	/* the removed segment goes when the last of the three exits */
 	CHECK_EQ(rmid(a), 0);
-	seg_session_close(200);
-	seg_session_close(100);
+	seg_session_close(CTL(100), 200);
+	seg_session_close(CTL(100), 100);
 	CHECK_UEQ(nattch(a), 1);
 	CHECK_EQ(fake.nfreed, 0);
-	seg_session_close(300);
+	seg_session_close(CTL(100), 300);
 	CHECK_EQ(fake.nfreed, 1);
 	CHECK_EQ(fake.freed[0], a);
 	CHECK_EQ(stats().objects, 0);
@@ -1901,51 +1962,51 @@ static void test_fork_abort_undoes(void)
 	int a;
 
 	setup(&std_limits);
-	seg_session_open(100);
-	seg_session_open(102);
+	seg_session_open(CTL(100), 100);
+	seg_session_open(CTL(102), 102);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0));
 	/* nothing attached: nothing to count */
 	token = 99;
 	count = 99;
-	CHECK_EQ(seg_fork(&lonely, &token, &count), 0);
+	CHECK_EQ(seg_fork(CTL(100), &lonely, &token, &count), 0);
 	CHECK_EQ(token, 0);
 	CHECK_EQ(count, 0);
 	CHECK_EQ(stats().pending_forks, 0);
 
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_EQ(count, 2);
 	CHECK_UEQ(nattch(a), 4);
 	fake.clock = 3000;
-	CHECK_EQ(seg_fork_abort(&other, token), -ESRCH);
+	CHECK_EQ(seg_fork_abort(CTL(100), &other, token), -ESRCH);
 	CHECK_UEQ(nattch(a), 4);
-	CHECK_EQ(seg_fork_abort(&parent, token + 1), -ESRCH);
-	CHECK_EQ(seg_fork_abort(&parent, token), 0);
+	CHECK_EQ(seg_fork_abort(CTL(100), &parent, token + 1), -ESRCH);
+	CHECK_EQ(seg_fork_abort(CTL(100), &parent, token), 0);
 	CHECK_UEQ(nattch(a), 2);
 	CHECK_EQ(stats().pending_forks, 0);
 	REQUIRE(CHECK_EQ(stat_id(a, &ds), 0));
 	CHECK_EQ(ds.dtime, 3000);
 	CHECK_EQ(ds.lpid, 100);
-	CHECK_EQ(seg_fork_abort(&parent, token), -ESRCH);
-	CHECK_EQ(seg_fork_child(&other, token), -ESRCH);
+	CHECK_EQ(seg_fork_abort(CTL(100), &parent, token), -ESRCH);
+	CHECK_EQ(seg_fork_child(CTL(100), &other, token), -ESRCH);
 
 	/* an abort can be the last detach of a removed segment */
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_EQ(rmid(a), 0);
 	CHECK_UEQ(nattch(a), 4);
 	CHECK_EQ(seg_detach(100, a), 0);
 	CHECK_EQ(seg_detach(100, a), 0);
 	CHECK_UEQ(nattch(a), 2);
 	CHECK_EQ(fake.nfreed, 0);
-	CHECK_EQ(seg_fork_abort(&parent, token), 0);
+	CHECK_EQ(seg_fork_abort(CTL(100), &parent, token), 0);
 	CHECK_EQ(fake.nfreed, 1);
 	CHECK_EQ(stat_id(a, &ds), -EINVAL);
 	CHECK_EQ(stats().objects, 0);
 	CHECK_EQ(stats().pending_forks, 0);
-	seg_session_close(102);
-	seg_session_close(100);
+	seg_session_close(CTL(102), 102);
+	seg_session_close(CTL(100), 100);
 	CHECK_EQ(stats().procs, 0);
 }
 
@@ -1959,35 +2020,35 @@ static void test_fork_unclaimed_ref_goes_with_the_dead_child(void)
 
 	setup(&std_limits);
 	fake_parent(300, 100);
-	seg_session_open(100);
+	seg_session_open(CTL(100), 100);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	b = get(KEY + 1, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0 && b > 0));
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
 	REQUIRE(CHECK_EQ(attach(b, 100), 0));
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_UEQ(nattch(a), 4);
 	CHECK_UEQ(nattch(b), 2);
 	/* the child dies before it claims: its close of .ctl detaches */
 	fake.clock = 4000;
-	seg_session_close(300);
+	seg_session_close(CTL(100), 300);
 	CHECK_UEQ(nattch(a), 2);
 	CHECK_UEQ(nattch(b), 1);
 	REQUIRE(CHECK_EQ(stat_id(a, &ds), 0));
 	CHECK_EQ(ds.lpid, 300);
 	CHECK_EQ(ds.dtime, 4000);
 	CHECK_EQ(stats().pending_forks, 0);
-	CHECK_EQ(seg_fork_child(&parent, token), -ESRCH);
+	CHECK_EQ(seg_fork_child(CTL(100), &parent, token), -ESRCH);
 	/* a second close finds nothing more */
-	seg_session_close(300);
+	seg_session_close(CTL(100), 300);
 	CHECK_UEQ(nattch(a), 2);
 	/* the parent's are its own */
 	CHECK_EQ(seg_detach(100, a), 0);
 	CHECK_EQ(seg_detach(100, a), 0);
 	CHECK_EQ(seg_detach(100, b), 0);
 	CHECK_UEQ(nattch(a) + nattch(b), 0);
-	seg_session_close(100);
+	seg_session_close(CTL(100), 100);
 	CHECK_EQ(stats().procs, 0);
 }
 
@@ -2026,26 +2087,26 @@ static void test_fork_older_child_is_not_the_pending_one(void)
 	fake_starts[500] = 10;
 	fake_starts[600] = 50;
 	fake_starts[700] = 50;
-	seg_session_open(100);
+	seg_session_open(CTL(100), 100);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0));
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
 	fake_ticks = 50;
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_UEQ(nattch(a), 2);
-	seg_session_close(500);
+	seg_session_close(CTL(100), 500);
 	CHECK_UEQ(nattch(a), 2);
 	CHECK_EQ(stats().pending_forks, 1);
-	CHECK_EQ(seg_fork_child(&child, token), 0);
+	CHECK_EQ(seg_fork_child(CTL(100), &child, token), 0);
 	CHECK_UEQ(nattch(a), 2);
 	/* a child that started with the fork does match */
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_UEQ(nattch(a), 3);
-	seg_session_close(700);
+	seg_session_close(CTL(100), 700);
 	CHECK_UEQ(nattch(a), 2);
 	CHECK_EQ(stats().pending_forks, 0);
-	seg_session_close(600);
-	seg_session_close(100);
+	seg_session_close(CTL(100), 600);
+	seg_session_close(CTL(100), 100);
 	CHECK_UEQ(nattch(a), 0);
 }
 
@@ -2053,13 +2114,16 @@ static void test_fork_older_child_is_not_the_pending_one(void)
 static pid_t fake_kids[8];
 static int fake_nkids;
 
-static int fake_children_of(pid_t tgid, pid_t *out, int max)
+static int fake_children_of(pid_t tgid, pid_t **out)
 {
 	int i;
 
 	(void)tgid;
-	for (i = 0; i < fake_nkids && i < max; i++)
-		out[i] = fake_kids[i];
+	*out = calloc(8, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	for (i = 0; i < fake_nkids; i++)
+		(*out)[i] = fake_kids[i];
 	return i;
 }
 
@@ -2099,20 +2163,20 @@ static void test_fork_orphan_without_child_is_dropped(void)
 	setup_orphans();
 	fake_starts[500] = 10;		/* an older child */
 	fake_kids[fake_nkids++] = 500;
-	seg_session_open(100);
+	seg_session_open(CTL(100), 100);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0));
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
 	fake_ticks = 50;
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_EQ(rmid(a), 0);
 	CHECK_UEQ(nattch(a), 2);
-	seg_session_close(100);
+	seg_session_close(CTL(100), 100);
 	CHECK_EQ(fake.nfreed, 1);
 	CHECK_EQ(stats().pending_forks, 0);
 	CHECK_EQ(stats().attaches, 0);
 	CHECK_EQ(stats().procs, 0);
-	CHECK_EQ(seg_fork_child(&parent, token), -ESRCH);
+	CHECK_EQ(seg_fork_child(CTL(100), &parent, token), -ESRCH);
 }
 
 /*
@@ -2137,33 +2201,33 @@ static void test_fork_orphan_goes_with_its_child(void)
 	fake_starts[700] = 60;
 	fake_kids[fake_nkids++] = 500;
 	fake_kids[fake_nkids++] = 600;
-	seg_session_open(100);
+	seg_session_open(CTL(100), 100);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0));
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
 	fake_ticks = 50;
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
-	seg_session_close(100);		/* the parent's exit */
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
+	seg_session_close(CTL(100), 100);		/* the parent's exit */
 	CHECK_UEQ(nattch(a), 1);
 	CHECK_EQ(stats().pending_forks, 1);
-	seg_session_close(500);		/* older: not the child */
-	seg_session_close(700);		/* not a child of the parent */
+	seg_session_close(CTL(100), 500);		/* older: not the child */
+	seg_session_close(CTL(100), 700);		/* not a child of the parent */
 	CHECK_UEQ(nattch(a), 1);
 	CHECK_EQ(stats().pending_forks, 1);
-	seg_session_close(600);		/* killed before it claimed */
+	seg_session_close(CTL(100), 600);		/* killed before it claimed */
 	CHECK_UEQ(nattch(a), 0);
 	CHECK_EQ(stats().pending_forks, 0);
 
 	/* the same, and the child claims after its parent is gone */
-	seg_session_open(100);
+	seg_session_open(CTL(100), 100);
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
-	seg_session_close(100);
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
+	seg_session_close(CTL(100), 100);
 	CHECK_EQ(stats().pending_forks, 1);
-	CHECK_EQ(seg_fork_child(&child, token), 0);
+	CHECK_EQ(seg_fork_child(CTL(100), &child, token), 0);
 	CHECK_UEQ(nattch(a), 1);
 	CHECK_EQ(stats().pending_forks, 0);
-	seg_session_close(600);
+	seg_session_close(CTL(100), 600);
 	CHECK_UEQ(nattch(a), 0);
 	CHECK_EQ(stats().procs, 0);
 }
@@ -2180,36 +2244,184 @@ static void test_fork_stranger_close_changes_nothing(void)
 	setup(&std_limits);
 	fake_parent(400, 1);
 	fake_parent(500, 100);	/* a vfork child of the attached parent */
-	seg_session_open(100);
+	fake_parent(200, 100);
+	seg_session_open(CTL(100), 100);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0));
 	REQUIRE(CHECK_EQ(attach(a, 100), 0));
 	fake.clock = 2000;
 
 	/* no fork pending: the vfork child's exec (a close of .ctl) */
-	seg_session_close(500);
+	seg_session_close(CTL(100), 500);
 	REQUIRE(CHECK_EQ(stat_id(a, &ds), 0));
 	CHECK_UEQ(ds.nattch, 1);
 	CHECK_EQ(ds.lpid, 100);
 	CHECK_EQ(ds.dtime, 0);
 
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_UEQ(nattch(a), 2);
 	/* a fork pending: an unrelated process, and an unknown one */
-	seg_session_close(400);
-	seg_session_close(401);
+	seg_session_close(CTL(100), 400);
+	seg_session_close(CTL(100), 401);
 	CHECK_EQ(seg_detach(400, a), -EINVAL);
 	REQUIRE(CHECK_EQ(stat_id(a, &ds), 0));
 	CHECK_UEQ(ds.nattch, 2);
 	CHECK_EQ(ds.dtime, 0);
 	CHECK_EQ(stats().pending_forks, 1);
 	/* the real child still claims its attach */
-	REQUIRE(CHECK_EQ(seg_fork_child(&child, token), 0));
+	REQUIRE(CHECK_EQ(seg_fork_child(CTL(100), &child, token), 0));
 	CHECK_EQ(seg_detach(200, a), 0);
 	CHECK_UEQ(nattch(a), 1);
-	seg_session_close(200);
-	seg_session_close(100);
+	seg_session_close(CTL(100), 200);
+	seg_session_close(CTL(100), 100);
 	CHECK_UEQ(nattch(a), 0);
+	CHECK_EQ(stats().procs, 0);
+}
+
+/*
+ * Only the forked child claims a fork: not a stranger who has the token,
+ * not an older child of the parent, not through another control file.
+ * Tokens are random, not a counter one could walk.
+ */
+static void test_fork_claimed_only_by_its_child(void)
+{
+	struct perm_cred parent = who(ALICE, AGRP, 100);
+	struct perm_cred stranger = who(BOB, BGRP, 400);
+	struct perm_cred older = who(ALICE, AGRP, 500);
+	struct perm_cred child = who(ALICE, AGRP, 600);
+	uint64_t token, t2;
+	uint32_t count;
+	int a;
+
+	setup_orphans();
+	fake_parent(400, 1);
+	fake_parent(500, 100);
+	fake_parent(600, 100);
+	fake_starts[500] = 10;
+	fake_starts[600] = 50;
+	seg_session_open(CTL(100), 100);
+	seg_session_open(CTL(400), 400);
+	a = get(KEY, 100, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	REQUIRE(CHECK_EQ(attach(a, 100), 0));
+	fake_ticks = 50;
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork_abort(CTL(100), &parent, token), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &t2, &count), 0));
+	CHECK(t2 != token + 1 && t2 != 0);
+	CHECK_EQ(seg_fork_child(CTL(400), &stranger, t2), -ESRCH);
+	CHECK_EQ(seg_fork_child(CTL(100), &stranger, t2), -ESRCH);
+	CHECK_EQ(seg_fork_child(CTL(100), &older, t2), -ESRCH);
+	CHECK_EQ(seg_fork_child(CTL(400), &child, t2), -ESRCH);
+	CHECK_EQ(seg_fork_abort(CTL(400), &parent, t2), -ESRCH);
+	CHECK_UEQ(nattch(a), 2);
+	CHECK_EQ(stats().pending_forks, 1);
+	CHECK_EQ(stats().procs, 2);
+	CHECK_EQ(seg_fork_child(CTL(100), &child, t2), 0);
+	CHECK_EQ(seg_fork_child(CTL(100), &child, t2), -ESRCH);
+	CHECK_UEQ(nattch(a), 2);
+	seg_session_close(CTL(100), 600);
+	CHECK_UEQ(nattch(a), 1);
+	seg_session_close(CTL(400), 400);
+	seg_session_close(CTL(100), 100);
+	CHECK_UEQ(nattch(a), 0);
+	CHECK_EQ(stats().procs, 0);
+	CHECK_EQ(stats().sessions, 0);
+}
+
+/*
+ * A session belongs to one open file: a process that closes a file it
+ * was given (over a socket, say) ends nothing of its own; the file's
+ * own end (RELEASE) ends whatever sessions are left on it.
+ */
+static void test_session_is_one_processes_use_of_one_file(void)
+{
+	int a;
+
+	setup(&std_limits);
+	seg_session_open(CTL(100), 100);
+	seg_session_open(CTL(200), 200);
+	a = get(KEY, 100, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	REQUIRE(CHECK_EQ(attach(a, 100), 0));
+	/* 100 closes 200's file: 100's attach stays */
+	seg_session_close(CTL(200), 100);
+	CHECK_UEQ(nattch(a), 1);
+	CHECK_EQ(rmid(a), 0);
+	CHECK_EQ(fake.nfreed, 0);
+	/* 200 opened a file of its own: SESSION there is idempotent */
+	CHECK_EQ(seg_session_start(CTL(200), 200), 0);
+	CHECK_EQ(stats().sessions, 2);
+	/* a session made through a file whose close then never came */
+	CHECK_EQ(seg_session_start(CTL(300), 100), 0);
+	CHECK_EQ(stats().sessions, 3);
+	seg_file_released(CTL(300));
+	CHECK_EQ(stats().sessions, 2);
+	CHECK_UEQ(nattch(a), 1);
+	seg_file_released(CTL(100));
+	CHECK_EQ(fake.nfreed, 1);	/* the removed segment's last attach */
+	seg_session_close(CTL(200), 200);
+	CHECK_EQ(stats().sessions, 0);
+	CHECK_EQ(stats().procs, 0);
+}
+
+/*
+ * A fork asked for and never made: at the parent's next request, every
+ * pending fork must have a child of its own that can still claim it;
+ * those without one go.  Real children that have not claimed yet keep
+ * theirs.
+ */
+static void test_fork_without_a_child_does_not_pile_up(void)
+{
+	struct perm_cred parent = who(ALICE, AGRP, 100);
+	struct perm_cred c1 = who(ALICE, AGRP, 601), c2 = who(ALICE, AGRP, 602);
+	uint64_t t[3];
+	uint32_t count;
+	int a, i;
+
+	setup_orphans();
+	seg_session_open(CTL(100), 100);
+	a = get(KEY, 100, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	REQUIRE(CHECK_EQ(attach(a, 100), 0));
+	fake_ticks = 50;
+	for (i = 0; i < 1000; i++)
+		REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &t[0], &count),
+				 0));
+	CHECK_EQ(stats().pending_forks, 1);
+	CHECK_UEQ(nattch(a), 2);
+	REQUIRE(CHECK_EQ(seg_fork_abort(CTL(100), &parent, t[0]), 0));
+
+	/* two real forks whose children have not claimed yet, then one
+	 * more request: all three stay */
+	fake_parent(601, 100);
+	fake_parent(602, 100);
+	fake_ticks = 60;
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &t[0], &count), 0));
+	fake_starts[601] = 60;
+	fake_kids[fake_nkids++] = 601;
+	fake_ticks = 70;
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &t[1], &count), 0));
+	fake_starts[602] = 70;
+	fake_kids[fake_nkids++] = 602;
+	fake_ticks = 80;
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &t[2], &count), 0));
+	CHECK_EQ(stats().pending_forks, 3);
+	CHECK_UEQ(nattch(a), 4);
+	CHECK_EQ(seg_fork_child(CTL(100), &c2, t[1]), 0);
+	CHECK_EQ(seg_fork_child(CTL(100), &c1, t[0]), 0);
+	/* the third was never made: the next request drops it */
+	REQUIRE(CHECK_EQ(seg_fork_abort(CTL(100), &parent, t[2]), 0));
+	CHECK_UEQ(nattch(a), 3);
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &t[2], &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &t[2], &count), 0));
+	CHECK_EQ(stats().pending_forks, 1);
+	CHECK_UEQ(nattch(a), 4);
+	seg_session_close(CTL(100), 601);
+	seg_session_close(CTL(100), 602);
+	seg_session_close(CTL(100), 100);
+	CHECK_UEQ(nattch(a), 0);
+	CHECK_EQ(stats().pending_forks, 0);
 	CHECK_EQ(stats().procs, 0);
 }
 
@@ -2271,14 +2483,14 @@ static void test_limits_not_given_follow_the_host(void)
 	CHECK(get(KEY + 5, 1, IPC_CREAT | 0600) > 0);
 
 	/* shmseg, not given, follows the live shmmni */
-	seg_session_open(501);
+	seg_session_open(CTL(501), 501);
 	fake.host.shmmni = 2;
 	REQUIRE(CHECK_EQ(attach(id, 501), 0));
 	REQUIRE(CHECK_EQ(attach(id, 501), 0));
 	CHECK_EQ(attach(id, 501), -EMFILE);
 	fake.host.shmmni = 3;
 	CHECK_EQ(attach(id, 501), 0);
-	seg_session_close(501);
+	seg_session_close(CTL(501), 501);
 }
 
 static void test_given_limits_ignore_the_host(void)
@@ -2289,7 +2501,7 @@ static void test_given_limits_ignore_the_host(void)
 
 	l.shmmni = 5;
 	setup(&l);
-	seg_session_open(501);
+	seg_session_open(CTL(501), 501);
 	fake.host.shmmni = 1;
 	fake.host.shmmax = 10;
 	fake.host.shmall = 1;
@@ -2304,7 +2516,7 @@ static void test_given_limits_ignore_the_host(void)
 	CHECK_UEQ(io.u.info.shmall, std_limits.shmall);
 	CHECK_UEQ(io.u.info.shmseg, std_limits.shmseg);
 	CHECK_EQ(fake.host_calls, 0);
-	seg_session_close(501);
+	seg_session_close(CTL(501), 501);
 }
 
 /* ---- status text ---- */
@@ -2379,9 +2591,9 @@ static void test_status_text(void)
 	b = get_as(BOB, BGRP, 600, IPC_PRIVATE, 100, 0600);
 	c = get_as(BOB, BGRP, 601, KEY, 300, IPC_CREAT | 0666);
 	REQUIRE(CHECK(a > 0 && b > 0 && c > 0));
-	seg_session_open(502);
-	seg_session_open(503);
-	seg_session_open(504);
+	seg_session_open(CTL(502), 502);
+	seg_session_open(CTL(503), 503);
+	seg_session_open(CTL(504), 504);
 	fake.clock = 1700000100;
 	REQUIRE(CHECK_EQ(open_id(a, 502, true, &ha), 0));
 	CHECK_EQ(pwrite(seg_handle_fd(ha), "x", 1,
@@ -2464,9 +2676,9 @@ static void test_status_text(void)
 	free(text);
 
 	/* an empty table: the header alone */
-	seg_session_close(502);
-	seg_session_close(503);
-	seg_session_close(504);
+	seg_session_close(CTL(502), 502);
+	seg_session_close(CTL(503), 503);
+	seg_session_close(CTL(504), 504);
 	CHECK_EQ(rmid(a), 0);
 	REQUIRE(CHECK_EQ(seg_status(&text, &len), 0));
 	CHECK_EQ(split_lines(text, lines, 8), 1);
@@ -2686,7 +2898,8 @@ static void test_published_copy_follows_every_change(void)
 	memset(&pub, 0, sizeof(pub));
 	setup_pub(&std_limits, &fake_pub);
 	fake_parent(300, 100);
-	seg_session_open(100);
+	fake_parent(200, 100);
+	seg_session_open(CTL(100), 100);
 	a = get(KEY, 100, IPC_CREAT | 0600);
 	b = get(IPC_PRIVATE, 200, 0640);
 	c = get(KEY + 1, 300, IPC_CREAT | 0666);
@@ -2700,16 +2913,16 @@ static void test_published_copy_follows_every_change(void)
 	REQUIRE(CHECK_EQ(open_id(c, 100, false, &plain), 0));
 	CHECK_MIRROR();
 	fake.clock = 2100;
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_MIRROR();
 	fake.clock = 2200;
-	CHECK_EQ(seg_fork_abort(&parent, token), 0);
+	CHECK_EQ(seg_fork_abort(CTL(100), &parent, token), 0);
 	CHECK_MIRROR();
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
-	seg_session_close(300);		/* died unclaimed */
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
+	seg_session_close(CTL(100), 300);		/* died unclaimed */
 	CHECK_MIRROR();
-	REQUIRE(CHECK_EQ(seg_fork(&parent, &token, &count), 0));
-	CHECK_EQ(seg_fork_child(&child, token), 0);
+	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
+	CHECK_EQ(seg_fork_child(CTL(100), &child, token), 0);
 	CHECK_MIRROR();
 	fake.clock = 2300;
 	CHECK_EQ(seg_detach(200, a), 0);
@@ -2738,9 +2951,9 @@ static void test_published_copy_follows_every_change(void)
 	fake.clock = 4000;
 	CHECK_EQ(seg_detach(100, a), 0);
 	CHECK_MIRROR();
-	seg_session_close(200);
+	seg_session_close(CTL(100), 200);
 	CHECK_MIRROR();
-	seg_session_close(100);		/* the parent's last: freed */
+	seg_session_close(CTL(100), 100);		/* the parent's last: freed */
 	CHECK_EQ(fake.nfreed, 3);
 	CHECK_MIRROR();
 	seg_release(plain);
@@ -2973,6 +3186,9 @@ int main(void)
 	UNIT_RUN(test_fork_orphan_goes_with_its_child);
 	UNIT_RUN(test_fork_stranger_close_changes_nothing);
 	UNIT_RUN(test_fork_older_child_is_not_the_pending_one);
+	UNIT_RUN(test_fork_claimed_only_by_its_child);
+	UNIT_RUN(test_session_is_one_processes_use_of_one_file);
+	UNIT_RUN(test_fork_without_a_child_does_not_pile_up);
 	UNIT_RUN(test_limits_not_given_follow_the_host);
 	UNIT_RUN(test_given_limits_ignore_the_host);
 	UNIT_RUN(test_status_text);
@@ -2984,6 +3200,7 @@ int main(void)
 	UNIT_RUN(test_backing_over_budget_is_unmeasured);
 	UNIT_RUN(test_backing_refused_falls_back_to_the_arena);
 	UNIT_RUN(test_backing_out_of_memory_fails_the_shmget);
+	UNIT_RUN(test_arena_ranges_are_reused_huge_ones_stand_alone);
 	UNIT_RUN(test_commit_room_as_the_kernel_overcommit);
 	seg_fini();
 	return unit_done();
