@@ -251,15 +251,72 @@ static void cred_of(fuse_req_t req, struct perm_cred *c, bool need_pid)
 		       need_pid ? sysinfo_tgid(ctx->pid) : ctx->pid);
 	c->getgroups = req_getgroups;
 	c->arg = req;
+	c->defer_groups = true;
+}
+
+/*
+ * A call whose permission check needs the caller's supplementary groups
+ * runs again once they are fetched, here, without the table lock (the
+ * check comes before any change, so the first run changed nothing).
+ */
+#define WITH_GROUPS(c, call)                               \
+	__extension__({                                    \
+		int err_ = (call);                         \
+		if (err_ == PERM_NEED_GROUPS) {            \
+			perm_cred_load_groups(c);          \
+			err_ = (call);                     \
+		}                                          \
+		err_;                                      \
+	})
+
+/*
+ * -o verbose logs each refused request, and any user can send refused
+ * requests as fast as it likes: a burst of LOG_BURST lines, then
+ * LOG_PER_SEC a second, and a count of what was left out.
+ */
+#define LOG_BURST 100
+#define LOG_PER_SEC 20
+
+static bool log_allowed(uint64_t *dropped)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static double tokens = LOG_BURST, last;
+	static uint64_t left_out;
+	struct timespec ts;
+	double now;
+	bool ok;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	pthread_mutex_lock(&lock);
+	tokens += (now - last) * LOG_PER_SEC;
+	if (tokens > LOG_BURST)
+		tokens = LOG_BURST;
+	last = now;
+	ok = tokens >= 1;
+	if (ok) {
+		tokens -= 1;
+		*dropped = left_out;
+		left_out = 0;
+	} else {
+		left_out++;
+	}
+	pthread_mutex_unlock(&lock);
+	return ok;
 }
 
 static void verbose_err(fuse_req_t req, const char *what, int err)
 {
 	const struct fuse_ctx *ctx;
+	uint64_t dropped = 0;
 
-	if (!O.verbose || !err)
+	if (!O.verbose || !err || !log_allowed(&dropped))
 		return;
 	ctx = fuse_req_ctx(req);
+	if (dropped)
+		fprintf(stderr,
+			"shmfs: %" PRIu64 " refused requests not logged\n",
+			dropped);
 	fprintf(stderr, "shmfs: %s by pid %d uid %u: %s\n", what, (int)ctx->pid,
 		(unsigned)ctx->uid, strerror(err));
 }
@@ -881,9 +938,10 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		attach = (fi->flags & SHMFS_ATTACH_FLAGS) == SHMFS_ATTACH_FLAGS;
 		of->kind = OF_SEG;
 		cred_of(req, &c, attach);
-		err = seg_open(ino - SEG_BASE, &c,
-			       accmode == O_ACCMODE ? O_RDWR : accmode, attach,
-			       &of->h);
+		err = WITH_GROUPS(&c, seg_open(ino - SEG_BASE, &c,
+					       accmode == O_ACCMODE ? O_RDWR
+								    : accmode,
+					       attach, &of->h));
 		perm_cred_fini(&c);
 		if (err) {
 			free(of);
@@ -1065,7 +1123,7 @@ static void shmfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 			       .cgid = v.ds.cgid,
 			       .mode = v.ds.mode & 0777 };
 	cred_of(req, &c, false);
-	err = -perm_check(&c, &o, want);
+	err = -WITH_GROUPS(&c, perm_check(&c, &o, want));
 	perm_cred_fini(&c);
 	fuse_reply_err(req, err);
 }
@@ -1172,7 +1230,7 @@ static void reply_pids(fuse_req_t req, fuse_ino_t ino, size_t size)
 	int err;
 
 	cred_of(req, &c, false);
-	err = seg_pids(ino - SEG_BASE, &c, &text);
+	err = WITH_GROUPS(&c, seg_pids(ino - SEG_BASE, &c, &text));
 	perm_cred_fini(&c);
 	if (err) {
 		reply_err(req, "getxattr user.shm.pids", -err);
@@ -1426,10 +1484,16 @@ static void shmfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
-	memcpy(&io, in_buf, in_bufsz);
 	r.file = fi->fh;
 	cred_of(req, &r.c, true);
+	memcpy(&io, in_buf, in_bufsz);
 	err = ctl_cmds[i].fn(&r, &io);
+	if (err == PERM_NEED_GROUPS) {
+		/* as WITH_GROUPS, from the request as it came */
+		perm_cred_load_groups(&r.c);
+		memcpy(&io, in_buf, in_bufsz);
+		err = ctl_cmds[i].fn(&r, &io);
+	}
 	perm_cred_fini(&r.c);
 	if (err) {
 		reply_err(req, ctl_cmds[i].name, -err);
@@ -1466,12 +1530,21 @@ static void shmfs_destroy(void *userdata)
 /* The kernel caches .id/<shmid> names: drop them when the shmid goes.
  * Done from a thread of its own because the kernel may wait for a
  * request in progress on the directory. */
+/*
+ * At most this many names wait: beyond, a name stays cached until it
+ * times out, which only matters if its shmid comes back (a whole cycle of
+ * its slot's sequence) before that.
+ */
+#define NOTIFY_QUEUE_MAX (1u << 16)
+
 void ops_shmid_freed(int shmid)
 {
 	pthread_mutex_lock(&O.qlock);
 	if (O.qlen == O.qcap) {
 		size_t cap = O.qcap ? O.qcap * 2 : 64;
-		int *q = realloc(O.queue, cap * sizeof(*q));
+		int *q = cap <= NOTIFY_QUEUE_MAX
+				 ? realloc(O.queue, cap * sizeof(*q))
+				 : NULL;
 
 		if (!q) { /* the name then times out on its own */
 			pthread_mutex_unlock(&O.qlock);

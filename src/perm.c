@@ -18,6 +18,7 @@ void perm_cred_init(struct perm_cred *c, uid_t uid, gid_t gid, pid_t pid)
 	c->pid = pid;
 	c->getgroups = NULL;
 	c->arg = NULL;
+	c->defer_groups = false;
 	c->ngroups = -1;
 	c->groups = NULL;
 }
@@ -39,10 +40,12 @@ int perm_fold(unsigned flag)
 	return (int)(((flag >> 6) | (flag >> 3) | flag) & 7);
 }
 
-static void perm_load_groups(struct perm_cred *c)
+void perm_cred_load_groups(struct perm_cred *c)
 {
 	int size = 32;
 
+	if (c->ngroups >= 0)
+		return;
 	c->ngroups = 0;
 	if (!c->getgroups)
 		return;
@@ -67,18 +70,23 @@ static void perm_load_groups(struct perm_cred *c)
 	}
 }
 
-static bool perm_in_group(struct perm_cred *c, gid_t g)
+/* 1 if the caller is in group g, 0 if not, -1 if that needs its groups
+ * and they are to be fetched later. */
+static int perm_in_group(struct perm_cred *c, gid_t g)
 {
 	int i;
 
 	if (c->gid == g)
-		return true;
-	if (c->ngroups < 0)
-		perm_load_groups(c);
+		return 1;
+	if (c->ngroups < 0) {
+		if (c->defer_groups && c->getgroups)
+			return -1;
+		perm_cred_load_groups(c);
+	}
 	for (i = 0; i < c->ngroups; i++)
 		if (c->groups[i] == g)
-			return true;
-	return false;
+			return 1;
+	return 0;
 }
 
 int perm_check(struct perm_cred *c, const struct perm_obj *o, int want)
@@ -88,10 +96,18 @@ int perm_check(struct perm_cred *c, const struct perm_obj *o, int want)
 	want &= 7;
 	if (!want || perm_is_root(c))
 		return 0;
-	if (c->uid == o->uid || c->uid == o->cuid)
+	if (c->uid == o->uid || c->uid == o->cuid) {
 		granted >>= 6;
-	else if (perm_in_group(c, o->gid) || perm_in_group(c, o->cgid))
-		granted >>= 3;
+	} else {
+		int in = perm_in_group(c, o->gid);
+
+		if (!in)
+			in = perm_in_group(c, o->cgid);
+		if (in < 0)
+			return PERM_NEED_GROUPS;
+		if (in)
+			granted >>= 3;
+	}
 	return (want & ~granted & 7) ? -EACCES : 0;
 }
 

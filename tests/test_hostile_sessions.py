@@ -389,3 +389,26 @@ def test_stat_of_a_fragmented_arena_segment_holds_no_lock(shmfs_factory):
         tracer.release()
         p.kill()
         p.wait()
+
+
+# -- what one caller can make the daemon hold ----------------------------------
+
+def test_verbose_log_does_not_grow_with_a_strangers_requests(shmfs_factory):
+    """Under -o verbose every refused request is a line: a stranger's
+    10,000 of them give a burst, then a few a second and a count of the
+    rest, not 10,000 lines."""
+    m = shmfs_factory(["-o", "verbose"])
+    out = as_stranger(m.root, """
+        import time
+        c = sc.Client(root)
+        for _ in range(10000):
+            sc.catch(c.shmget, 0x5EED, 4096, 0)
+        time.sleep(0.2)
+        print(sc.catch(c.shmget, 0x5EED, 4096, 0))
+        """)
+    assert out == ["ENOENT"]
+    lines = m.stderr_text().splitlines()
+    refused = [x for x in lines if "shmget by pid" in x]
+    assert 100 <= len(refused) < 1000, len(refused)
+    assert any(x.endswith("refused requests not logged") for x in lines), \
+        lines[-3:]

@@ -195,6 +195,33 @@ static void test_group_by_supplementary_gid(void)
 	CHECK(c.groups == NULL);
 }
 
+/*
+ * With defer_groups, a check that needs the groups asks for them to be
+ * fetched (the front end does it without the table lock) instead of
+ * fetching them itself; one that does not need them answers at once.
+ */
+static void test_deferred_groups_are_asked_for_not_fetched(void)
+{
+	gid_t list[] = { 7, GROUP };
+	struct fake_groups g = { .list = list, .n = 2 };
+	struct perm_cred c = cred(STRANGER, 999, &g);
+	struct perm_cred own = cred(OWNER, 999, &g);
+	struct perm_obj o = obj(0640);
+
+	c.defer_groups = own.defer_groups = true;
+	CHECK_EQ(perm_check(&own, &o, PERM_R), 0);
+	CHECK_EQ(perm_check(&c, &o, PERM_R), PERM_NEED_GROUPS);
+	CHECK_EQ(g.calls, 0);
+	perm_cred_load_groups(&c);
+	CHECK_EQ(g.calls, 1);
+	CHECK_EQ(perm_check(&c, &o, PERM_R), 0);
+	CHECK_EQ(perm_check(&c, &o, PERM_W), -EACCES);
+	perm_cred_load_groups(&c);
+	CHECK_EQ(g.calls, 1);
+	perm_cred_fini(&c);
+	perm_cred_fini(&own);
+}
+
 static void test_group_by_supplementary_cgid(void)
 {
 	gid_t list[] = { CGROUP };
@@ -392,6 +419,7 @@ int main(void)
 	UNIT_RUN(test_group_by_cgid);
 	UNIT_RUN(test_group_by_supplementary_gid);
 	UNIT_RUN(test_group_by_supplementary_cgid);
+	UNIT_RUN(test_deferred_groups_are_asked_for_not_fetched);
 	UNIT_RUN(test_many_supplementary_groups_are_all_searched);
 	UNIT_RUN(test_getgroups_error_means_no_groups);
 	UNIT_RUN(test_no_getgroups_callback);
