@@ -29,6 +29,8 @@ DAEMON_SRC := src/shmfs_main.c src/ops.c src/seg.c src/perm.c src/sysinfo.c \
 	src/pubtab.c src/names.c src/passthrough.c src/reaper.c
 CORE_SRC := src/seg.c src/perm.c src/names.c
 LIB_SRC := lib/shmfs.c
+# the library compiles ipcperm (src/perm.c) into itself
+LIB_DEPS = $(wildcard lib/*.h include/*.h) src/perm.c src/perm.h
 PRELOAD_SRC := lib/shmfs.c lib/preload.c
 
 DAEMON := $(B)/shmfs
@@ -48,15 +50,15 @@ $(B):
 $(DAEMON): $(DAEMON_SRC) $(wildcard src/*.h include/*.h) | $(B)
 	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) -o $@ $(DAEMON_SRC) $(FUSE_LIBS) -lpthread
 
-$(LIBSO): $(LIB_SRC) $(wildcard lib/*.h include/*.h) | $(B)
+$(LIBSO): $(LIB_SRC) $(LIB_DEPS) | $(B)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-soname,libshmfs.so.$(SOVERSION) \
 		-Wl,--version-script=lib/libshmfs.map -o $@ $(LIB_SRC) -lpthread
 $(B)/libshmfs.so: $(LIBSO)
 	ln -sf libshmfs.so.$(SOVERSION) $@
-$(LIBA): $(LIB_SRC) $(wildcard lib/*.h include/*.h) | $(B)
+$(LIBA): $(LIB_SRC) $(LIB_DEPS) | $(B)
 	$(CC) $(ALL_CFLAGS) -c -o $(B)/obj/shmfs.o lib/shmfs.c
 	rm -f $@ && ar rcs $@ $(B)/obj/shmfs.o
-$(PRELOAD): $(PRELOAD_SRC) $(wildcard lib/*.h include/*.h) | $(B)
+$(PRELOAD): $(PRELOAD_SRC) $(LIB_DEPS) | $(B)
 	$(CC) $(ALL_CFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ $(PRELOAD_SRC) \
 		-ldl -lpthread
 

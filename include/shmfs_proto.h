@@ -185,6 +185,16 @@ static inline uint32_t shmfs_table_bucket(int32_t key)
 	return ((uint32_t)key * 2654435761u) >> 16 & (SHMFS_TABLE_BUCKETS - 1);
 }
 
+/* Room for the payload of any of the requests below. */
+union shmfs_ioc {
+	struct shmfs_hello hello;
+	struct shmfs_get get;
+	struct shmfs_ctl ctl;
+	struct shmfs_fork fork;
+	struct shmfs_access access;
+	struct shmfs_detach detach;
+};
+
 #define SHMFS_IOC_MAGIC 'S'
 #define SHMFS_IOC_HELLO _IOWR(SHMFS_IOC_MAGIC, 1, struct shmfs_hello)
 #define SHMFS_IOC_GET _IOWR(SHMFS_IOC_MAGIC, 2, struct shmfs_get)

@@ -32,6 +32,9 @@
 #include "shmfs.h"
 #include "shmfs_proto.h"
 
+#define PERM_API static __attribute__((unused))
+#include "../src/perm.c"
+
 #ifdef SHMFS_PRELOAD
 #define LIBNAME "libshmfs-preload"
 #else
@@ -358,33 +361,37 @@ static int table_key_slot(const struct shmfs_table *t, key_t key)
 	return -EAGAIN;
 }
 
-/* ipcperm as the daemon applies it, with our own credentials. */
+/* getgroups(2) as perm.c asks: how many there are, even when more than
+ * size. */
+static int own_groups(void *arg, gid_t *list, int size)
+{
+	int n = getgroups(0, NULL);
+
+	(void)arg;
+	if (n < 0 || n > size)
+		return n < 0 ? -errno : n;
+	n = getgroups(size, list);
+	return n < 0 ? -errno : n;
+}
+
+/* ipcperm, the daemon's own (perm.c), with our own credentials. */
 static int table_perm(const struct shmfs_ds *d, int want)
 {
-	uid_t uid = geteuid();
-	unsigned int granted = d->mode & 0777;
-	gid_t groups[NGROUPS_MAX];
-	int n, i, in_group;
+	struct perm_obj o = {
+		.uid = d->uid,
+		.gid = d->gid,
+		.cuid = d->cuid,
+		.cgid = d->cgid,
+		.mode = d->mode & 0777,
+	};
+	struct perm_cred c;
+	int r;
 
-	want &= 7;
-	if (!want || uid == 0)
-		return 0;
-	if (uid == d->uid || uid == d->cuid) {
-		granted >>= 6;
-	} else {
-		gid_t gid = getegid();
-
-		in_group = gid == d->gid || gid == d->cgid;
-		if (!in_group) {
-			n = getgroups(NGROUPS_MAX, groups);
-			for (i = 0; i < n && !in_group; i++)
-				in_group = groups[i] == d->gid ||
-					   groups[i] == d->cgid;
-		}
-		if (in_group)
-			granted >>= 3;
-	}
-	return (want & ~granted & 7) ? -EACCES : 0;
+	perm_cred_init(&c, geteuid(), getegid(), getpid());
+	c.getgroups = own_groups;
+	r = perm_check(&c, &o, want);
+	perm_cred_fini(&c);
+	return r;
 }
 
 /*
@@ -540,13 +547,7 @@ static int ensure_init(void)
  */
 static int ctl_ioctl_fd(int fd, unsigned long cmd, void *arg, int locked)
 {
-	union {
-		struct shmfs_get get;
-		struct shmfs_ctl ctl;
-		struct shmfs_fork fork;
-		struct shmfs_access access;
-		struct shmfs_detach detach;
-	} saved;
+	union shmfs_ioc saved;
 	size_t size = _IOC_SIZE(cmd);
 	int e, r, tries;
 

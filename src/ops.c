@@ -1097,7 +1097,6 @@ static void shmfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 static void shmfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	struct perm_cred c;
-	struct perm_obj o;
 	struct seg_view v;
 	int want = 0, err;
 
@@ -1117,15 +1116,11 @@ static void shmfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 	want |= mask & R_OK ? PERM_R : 0;
 	want |= mask & W_OK ? PERM_W : 0;
 	want |= mask & X_OK ? PERM_X : 0;
-	o = (struct perm_obj){ .uid = v.ds.uid,
-			       .gid = v.ds.gid,
-			       .cuid = v.ds.cuid,
-			       .cgid = v.ds.cgid,
-			       .mode = v.ds.mode & 0777 };
 	cred_of(req, &c, false);
-	err = -WITH_GROUPS(&c, perm_check(&c, &o, want));
+	err = -WITH_GROUPS(&c, seg_access(v.ds.shmid, want, &c));
 	perm_cred_fini(&c);
-	fuse_reply_err(req, err);
+	/* the shmid went meanwhile */
+	fuse_reply_err(req, err == EINVAL ? ENOENT : err);
 }
 
 static void shmfs_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -1458,14 +1453,7 @@ static void shmfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
 			void *arg, struct fuse_file_info *fi, unsigned flags,
 			const void *in_buf, size_t in_bufsz, size_t out_bufsz)
 {
-	union {
-		struct shmfs_hello hello;
-		struct shmfs_get get;
-		struct shmfs_ctl ctl;
-		struct shmfs_fork fork;
-		struct shmfs_access access;
-		struct shmfs_detach detach;
-	} io;
+	union shmfs_ioc io;
 	struct ctl_req r = { .req = req };
 	size_t i;
 	int err;

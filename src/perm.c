@@ -11,7 +11,8 @@
 
 #define PERM_MAX_GROUPS 65536
 
-void perm_cred_init(struct perm_cred *c, uid_t uid, gid_t gid, pid_t pid)
+PERM_API void perm_cred_init(struct perm_cred *c, uid_t uid, gid_t gid,
+			     pid_t pid)
 {
 	c->uid = uid;
 	c->gid = gid;
@@ -23,24 +24,24 @@ void perm_cred_init(struct perm_cred *c, uid_t uid, gid_t gid, pid_t pid)
 	c->groups = NULL;
 }
 
-void perm_cred_fini(struct perm_cred *c)
+PERM_API void perm_cred_fini(struct perm_cred *c)
 {
 	free(c->groups);
 	c->groups = NULL;
 	c->ngroups = -1;
 }
 
-bool perm_is_root(const struct perm_cred *c)
+PERM_API bool perm_is_root(const struct perm_cred *c)
 {
 	return c->uid == 0;
 }
 
-int perm_fold(unsigned flag)
+PERM_API int perm_fold(unsigned flag)
 {
 	return (int)(((flag >> 6) | (flag >> 3) | flag) & 7);
 }
 
-void perm_cred_load_groups(struct perm_cred *c)
+PERM_API void perm_cred_load_groups(struct perm_cred *c)
 {
 	int size = 32;
 
@@ -89,7 +90,8 @@ static int perm_in_group(struct perm_cred *c, gid_t g)
 	return 0;
 }
 
-int perm_check(struct perm_cred *c, const struct perm_obj *o, int want)
+PERM_API int perm_check(struct perm_cred *c, const struct perm_obj *o,
+			int want)
 {
 	unsigned granted = o->mode;
 
@@ -111,7 +113,7 @@ int perm_check(struct perm_cred *c, const struct perm_obj *o, int want)
 	return (want & ~granted & 7) ? -EACCES : 0;
 }
 
-int perm_owner(const struct perm_cred *c, const struct perm_obj *o)
+PERM_API int perm_owner(const struct perm_cred *c, const struct perm_obj *o)
 {
 	if (perm_is_root(c) || c->uid == o->uid || c->uid == o->cuid)
 		return 0;

@@ -40,17 +40,28 @@ struct perm_obj {
 #define PERM_W 2
 #define PERM_X 1
 
-void perm_cred_init(struct perm_cred *c, uid_t uid, gid_t gid, pid_t pid);
-void perm_cred_fini(struct perm_cred *c);
+/*
+ * The library compiles perm.c into itself with PERM_API static, so that
+ * the daemon and the library apply one rule and the library exports
+ * nothing more.
+ */
+#ifndef PERM_API
+#define PERM_API
+#endif
+
+PERM_API void perm_cred_init(struct perm_cred *c, uid_t uid, gid_t gid,
+			     pid_t pid);
+PERM_API void perm_cred_fini(struct perm_cred *c);
 /* Fetch the supplementary groups now (idempotent). */
-void perm_cred_load_groups(struct perm_cred *c);
-bool perm_is_root(const struct perm_cred *c);
+PERM_API void perm_cred_load_groups(struct perm_cred *c);
+PERM_API bool perm_is_root(const struct perm_cred *c);
 /* Fold a mode such as 0640 or S_IRUGO into the 0007 form ipcperm asks. */
-int perm_fold(unsigned flag);
+PERM_API int perm_fold(unsigned flag);
 /* 0 if every bit of want (PERM_R|PERM_W|PERM_X) is granted, else -EACCES
  * (or PERM_NEED_GROUPS, see defer_groups). */
-int perm_check(struct perm_cred *c, const struct perm_obj *o, int want);
+PERM_API int perm_check(struct perm_cred *c, const struct perm_obj *o,
+			int want);
 /* IPC_SET, IPC_RMID: owner, creator or root, else -EPERM. */
-int perm_owner(const struct perm_cred *c, const struct perm_obj *o);
+PERM_API int perm_owner(const struct perm_cred *c, const struct perm_obj *o);
 
 #endif

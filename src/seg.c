@@ -46,7 +46,8 @@
 
 #include "seg.h"
 
-#define KEY_BUCKETS (1u << 16)
+/* One key hash, the published table's (shmfs_proto.h). */
+#define KEY_BUCKETS SHMFS_TABLE_BUCKETS
 #define SERIAL_BUCKETS (1u << 16)
 #define PROC_BUCKETS (1u << 12)
 #define SESSION_BUCKETS (1u << 12)
@@ -298,7 +299,7 @@ static int slot_next_used(int idx)
 
 static unsigned key_bucket(key_t key)
 {
-	return ((uint32_t)key * 2654435761u) >> 16 & (KEY_BUCKETS - 1);
+	return shmfs_table_bucket(key);
 }
 
 static struct seg *key_find(key_t key)
