@@ -1,0 +1,83 @@
+"""What a stranger (uid 4242, in none of root's groups) can get out of the
+daemon's views of root's segments (issue 11, findings 4, 9, 10, 11, 12):
+the status file, the published table, the xattrs, truncate(2), and the
+library's trust in its environment and in the table it maps.
+
+Each test attacks root's segments from the stranger's side and asserts the
+structural property the fix gives, never a time.
+"""
+
+import ctypes
+import errno
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+import shmfs_client as sc
+from conftest import BUILD, run_as_user
+from shmfs_client import IPC_CREAT
+
+STRANGER = 4242
+KEY = 0x0BADF00D
+
+
+def as_stranger(argv, **kw):
+    return run_as_user(argv, uid=STRANGER, gid=STRANGER, **kw)
+
+
+def stranger_py(code, *args, **kw):
+    """Run Python code as the stranger; its stdout, stripped."""
+    r = as_stranger([sys.executable, "-c", code] + [str(a) for a in args],
+                    **kw)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+# -- finding 9: the published table forgets a freed segment -------------------
+
+def test_freed_segment_leaves_nothing_in_the_published_table(shmfs, client):
+    assert shmfs.table, "the daemon publishes no table"
+    assert os.stat(shmfs.table).st_mode & 0o004  # anyone may read it
+    t = sc.Table(shmfs.table)
+    try:
+        for attached in (False, True):
+            shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
+            slot = sc.slot_of(shmid)
+            a = client.attach(shmid)
+            if not attached:
+                a.detach()
+            e = t.entry(slot)
+            assert e["live"] == 1 and e["ds"]["shmid"] == shmid
+            assert e["ds"]["cpid"] == os.getpid() and e["ds"]["atime"]
+            client.rmid(shmid)
+            if attached:
+                assert t.entry(slot)["live"] == 1  # SHM_DEST, still there
+                a.detach()
+            e = t.entry(slot)
+            assert e["live"] == 0 and e["key_next"] == 0
+            assert e["ds"] == dict.fromkeys(sc.DS_FIELDS, 0), e["ds"]
+            # what a stranger reads of the file is the same
+            raw = stranger_py(
+                "import os, sys\n"
+                "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+                "print(os.pread(fd, int(sys.argv[2]), int(sys.argv[3])).hex())",
+                shmfs.table, sc.TABLE_ENTRY_SIZE,
+                sc.TABLE_ENTRIES_OFF + slot * sc.TABLE_ENTRY_SIZE)
+            assert bytes.fromhex(raw)[4:] == bytes(sc.TABLE_ENTRY_SIZE - 4)
+    finally:
+        t.close()
+
