@@ -501,7 +501,6 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int err;
 
 	count_req(R_SETATTR);
-	(void)fi;
 	if (!ino_is_seg(ino)) {
 		reply_err(req, "setattr", EPERM);
 		return;
@@ -510,6 +509,16 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if (!err && (to_set & FUSE_SET_ATTR_SIZE) &&
 	    (uint64_t)attr->st_size != v.ds.segsz)
 		err = EPERM; /* a segment's size is fixed at shmget */
+	else if (!err && (to_set & FUSE_SET_ATTR_SIZE) && !fi) {
+		/* A no-op, but a change all the same: truncate(2) by name
+		 * needs write permission, as every other change needs its
+		 * own; ftruncate's descriptor was checked at open. */
+		cred_of(req, &c, false);
+		err = -seg_access(v.ds.shmid, PERM_W, &c);
+		perm_cred_fini(&c);
+		if (err == EINVAL)
+			err = ENOENT; /* the shmid went meanwhile */
+	}
 	if (!err &&
 	    (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 		       FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))

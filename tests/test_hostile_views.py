@@ -81,3 +81,34 @@ def test_freed_segment_leaves_nothing_in_the_published_table(shmfs, client):
     finally:
         t.close()
 
+
+# -- finding 11: truncate checks permission first -----------------------------
+
+TRUNCATE = r"""
+import os, sys, errno
+try:
+    os.truncate(sys.argv[1], int(sys.argv[2]))
+    print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+
+
+def test_truncate_to_own_size_needs_write_permission(shmfs, client):
+    size = 4097
+    segs = {mode: client.shmget(KEY + mode, size, IPC_CREAT | mode)
+            for mode in (0o600, 0o644, 0o666)}
+    before = {m: client.stat(s) for m, s in segs.items()}
+
+    def trunc(mode, n):
+        return stranger_py(TRUNCATE, shmfs.seg_path(KEY + mode, segs[mode]), n)
+
+    assert trunc(0o600, size) == "EACCES"
+    assert trunc(0o644, size) == "EACCES"
+    assert trunc(0o666, size) == "OK"
+    # other sizes: EPERM, whoever asks (a segment never changes size)
+    assert trunc(0o600, 0) == "EPERM"
+    assert trunc(0o666, size + 1) == "EPERM"
+    os.truncate(shmfs.seg_path(KEY + 0o600, segs[0o600]), size)  # root may
+    assert {m: client.stat(s) for m, s in segs.items()} == before
+
