@@ -1213,12 +1213,17 @@ static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	int n, err;
 
 	count_req(R_GETXATTR);
-	if (ino == INO_ROOT && !strcmp(name, REQUESTS_XATTR)) {
-		reply_requests(req, size);
-		return;
-	}
-	if (ino == INO_ROOT && !strcmp(name, STATS_XATTR)) {
-		reply_stats(req, size);
+	if (ino == INO_ROOT &&
+	    (!strcmp(name, REQUESTS_XATTR) || !strcmp(name, STATS_XATTR))) {
+		/* What the daemon holds and serves, across every user:
+		 * root's to know, as the kernel's own counters are. */
+		if (fuse_req_ctx(req)->uid != 0)
+			reply_err(req, "getxattr of the daemon's counters",
+				  EACCES);
+		else if (!strcmp(name, REQUESTS_XATTR))
+			reply_requests(req, size);
+		else
+			reply_stats(req, size);
 		return;
 	}
 	if (!ino_is_seg(ino) ||
@@ -1242,13 +1247,20 @@ static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		reply_xattr_buf(req, val, (size_t)n, size);
 }
 
+/*
+ * Only names the caller may read, as the kernel lists trusted.* only to
+ * whoever may read them: getfattr -d shows anyone no error.
+ */
 static void shmfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+	uid_t uid = fuse_req_ctx(req)->uid;
 	char list[N_XATTRS * 24];
 	size_t len = 0, i;
+	struct seg_view v;
+	bool owner = uid == 0;
 
 	count_req(R_LISTXATTR);
-	if (ino == INO_ROOT) {
+	if (ino == INO_ROOT && uid == 0) {
 		len = (size_t)snprintf(list, sizeof(list), "%s",
 				       REQUESTS_XATTR) +
 		      1;
@@ -1256,12 +1268,16 @@ static void shmfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 					STATS_XATTR) +
 		       1;
 	}
+	if (ino_is_seg(ino) && !owner && seg_view_of(ino, &v) == 0)
+		owner = uid == v.ds.uid || uid == v.ds.cuid;
 	if (ino_is_seg(ino))
 		for (i = 0; i < N_XATTRS; i++)
-			len += (size_t)snprintf(list + len, sizeof(list) - len,
-						"%s%s", XATTR_PREFIX,
-						xattr_names[i]) +
-			       1;
+			if (owner || strcmp(xattr_names[i], "pids"))
+				len += (size_t)snprintf(list + len,
+							sizeof(list) - len,
+							"%s%s", XATTR_PREFIX,
+							xattr_names[i]) +
+				       1;
 	reply_xattr_buf(req, list, len, size);
 }
 

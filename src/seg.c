@@ -1617,15 +1617,16 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 	pid_t *pids;
 	size_t n = 0, i, len = 0, size;
 	char *out;
-	int err;
 	TABLE_LOCK();
 
 	s = serial_find(serial);
 	if (!s || s->freed)
 		return -ENOENT;
+	/* Who is attached is not part of what IPC_STAT shows (the kernel
+	 * shows no attacher's pid to anyone): the owner's and root's. */
 	o = seg_perm(s);
-	if ((err = perm_check(c, &o, PERM_R)))
-		return err;
+	if (perm_owner(c, &o))
+		return -EACCES;
 	pids = malloc(sizeof(*pids) * (s->ds.nattch + 1));
 	size = 24 * (s->ds.nattch + 1);
 	out = malloc(size);

@@ -151,7 +151,8 @@ int seg_fork(struct perm_cred *c, uint64_t *token, uint32_t *count);
 int seg_fork_child(struct perm_cred *c, uint64_t token);
 int seg_fork_abort(struct perm_cred *c, uint64_t token);
 
-/* Who is attached: "pid:count ..." (malloc'd), for IPC_STAT-able callers. */
+/* Who is attached: "pid:count ..." (malloc'd), for root and the owner
+ * (uid or cuid); -EACCES for anyone else. */
 int seg_pids(uint64_t serial, struct perm_cred *c, char **text);
 
 /* The /proc/sysvipc/shm text of the whole table, malloc'd. */

@@ -82,6 +82,54 @@ def test_freed_segment_leaves_nothing_in_the_published_table(shmfs, client):
         t.close()
 
 
+# -- finding 10: who may read which xattr -------------------------------------
+
+def test_stranger_reads_no_pids_and_no_daemon_counters(shmfs, client):
+    shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o644)  # anyone may read
+    theirs = client.shmget(KEY + 1, 4096, IPC_CREAT | 0o600)
+    client.set(theirs, STRANGER, STRANGER, 0o600)  # the stranger owns it
+    a = client.attach(shmid)
+    b = client.attach(theirs)
+    seg, own = shmfs.id_path(shmid), shmfs.id_path(theirs)
+    me = "%d:1" % os.getpid()
+    res, r = shmfs.script(
+        ["getxattr", shmfs.root, "user.shmfs.stats"],
+        ["getxattr", shmfs.root, "user.shmfs.requests"],
+        ["getxattr", seg, "user.shm.pids"],
+        ["getxattr", seg, "user.shm.cpid"],
+        ["getxattr", seg, "user.shm.nattch"],
+        ["getxattr", own, "user.shm.pids"],
+        uid=STRANGER)
+    assert res == ["EACCES", "EACCES", "EACCES", str(os.getpid()), "1", me], \
+        r.stderr
+    # nor are those names listed to the stranger
+    listed = stranger_py(
+        "import os, sys\n"
+        "for p in sys.argv[1:]: print('L', *sorted(os.listxattr(p)))",
+        shmfs.root, seg, own).splitlines()
+    listed = [line[2:] for line in listed]
+    assert listed[0] == ""
+    assert "user.shm.pids" not in listed[1].split()
+    assert "user.shm.cpid" in listed[1].split()
+    assert "user.shm.pids" in listed[2].split()
+    assert "user.shm.pids" in os.listxattr(seg)
+    assert "user.shmfs.stats" in os.listxattr(shmfs.root)
+    # root reads everything
+    assert os.getxattr(seg, "user.shm.pids").decode() == me
+    assert b"shmids 2\n" in os.getxattr(shmfs.root, "user.shmfs.stats")
+    assert os.getxattr(shmfs.root, "user.shmfs.requests").startswith(b"lookup ")
+    # the creator stays an owner after giving the segment away
+    made, _ = shmfs.script(["get", KEY + 2, 4096, "1600"], uid=STRANGER)
+    client.set(made[0], 0, 0, 0o600)
+    with client.attach(made[0]):
+        res, _ = shmfs.script(
+            ["getxattr", shmfs.id_path(made[0]), "user.shm.pids"],
+            uid=STRANGER)
+    assert res == [me]
+    a.detach()
+    b.detach()
+
+
 # -- finding 11: truncate checks permission first -----------------------------
 
 TRUNCATE = r"""
