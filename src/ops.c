@@ -89,8 +89,7 @@ static void count_req(enum req_type t)
 struct ofile {
 	enum ofile_kind kind;
 	struct seg_handle *h;
-	char *text;
-	size_t len;
+	struct seg_status *status; /* a cursor, not a copy of the table */
 	uint64_t id; /* fi->fh */
 	unsigned refs; /* the open, and each request using it */
 	struct ofile *next; /* in its registry bucket */
@@ -135,7 +134,7 @@ static void ofile_free(struct ofile *of)
 {
 	if (of->h)
 		seg_release(of->h);
-	free(of->text);
+	seg_status_close(of->status);
 	free(of);
 }
 
@@ -871,7 +870,7 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 			return;
 		}
 		of->kind = OF_STATUS;
-		err = seg_status(&of->text, &of->len);
+		err = seg_status_open(&of->status);
 		if (err) {
 			free(of);
 			fuse_reply_err(req, -err);
@@ -918,6 +917,20 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 	}
 }
 
+/* A buffer per read, the size the kernel asked for, gone with the reply. */
+static void reply_status(fuse_req_t req, struct seg_status *st, size_t size,
+			 off_t off)
+{
+	char *buf = malloc(size ? size : 1);
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fuse_reply_buf(req, buf, seg_status_read(st, (uint64_t)off, buf, size));
+	free(buf);
+}
+
 static void shmfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
@@ -940,14 +953,7 @@ static void shmfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	case OF_STATUS:
-		if ((size_t)off >= of->len) {
-			fuse_reply_buf(req, NULL, 0);
-			return;
-		}
-		fuse_reply_buf(req, of->text + off,
-			       size < of->len - (size_t)off
-				       ? size
-				       : of->len - (size_t)off);
+		reply_status(req, of->status, size, off);
 		return;
 	case OF_SEG:
 		break;

@@ -47,6 +47,109 @@ def vm_rss_kb(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
+# -- finding 4: status costs the daemon no copy of the table per open ----------
+
+HOLD_STATUS = r"""
+import os, resource, sys
+path, n = sys.argv[1], int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+fds = [os.open(path, os.O_RDONLY) for _ in range(n)]
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_status_opens_held_by_a_stranger_cost_no_copy_of_the_table(shmfs,
+                                                                    client):
+    nsegs, nopens = 3000, 1000
+    for i in range(nsegs):
+        client.shmget(KEY + i, 1, IPC_CREAT | 0o600)
+    status = shmfs.path("status")
+    text = sc.read_status(shmfs.root)
+    assert text.count("\n") == nsegs + 1
+    pid = shmfs.proc.pid
+    before = vm_rss_kb(pid)
+    p = subprocess.Popen(
+        ["setpriv", "--reuid=%d" % STRANGER, "--regid=%d" % STRANGER,
+         "--clear-groups", sys.executable, "-c", HOLD_STATUS, status,
+         str(nopens)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        line = p.stdout.readline()
+        assert line == "ready\n", p.stderr.read() if p.poll() is not None \
+            else line
+        after = vm_rss_kb(pid)
+    finally:
+        p.stdin.close()
+        p.wait(timeout=60)
+    # A copy per open would be nsegs lines of about 190 bytes, ~570 MB in
+    # all; an open that costs a cursor costs 1,000 small records.
+    print("daemon VmRSS %d kB before, %d kB with %d status opens held"
+          % (before, after, nopens))
+    assert after - before < 20 * 1024, \
+        "daemon RSS grew %d kB over %d status opens" % (after - before, nopens)
+
+
+def test_status_read_in_pieces_and_with_seeks_is_one_read(shmfs, client):
+    for i in range(150):
+        client.shmget(KEY + 7 * i, 1 + i * 37, IPC_CREAT | 0o600)
+    whole = sc.read_status(shmfs.root).encode()
+    assert len(whole.splitlines()) == 151
+    for line in whole.decode().splitlines()[1:]:
+        sc.parse_status_line(line)
+    fd = os.open(shmfs.path("status"), os.O_RDONLY)
+    try:
+        # 7 bytes at a time, continuing from the cursor
+        got = b""
+        while True:
+            piece = os.read(fd, 7)
+            if not piece:
+                break
+            got += piece
+        assert got == whole
+        # back to the start and again, in odd sizes
+        os.lseek(fd, 0, os.SEEK_SET)
+        got = b""
+        for n in (1, 2, 300, 5, 4096, 11):
+            got += os.read(fd, n)
+        while True:
+            piece = os.read(fd, 13)
+            if not piece:
+                break
+            got += piece
+        assert got == whole
+        # a seek to the middle of a line, then on from there
+        os.lseek(fd, 1000, os.SEEK_SET)
+        rest = b""
+        while True:
+            piece = os.read(fd, 61)
+            if not piece:
+                break
+            rest += piece
+        assert rest == whole[1000:]
+        # reads anywhere, in any order, past the end too
+        rnd = random.Random(11)
+        for _ in range(300):
+            off = rnd.randrange(len(whole) + 50)
+            n = rnd.randrange(1, 400)
+            assert os.pread(fd, n, off) == whole[off:off + n], (off, n)
+    finally:
+        os.close(fd)
+    # and as the stranger, in small pieces
+    out = stranger_py(
+        "import os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+        "b = b''\n"
+        "while True:\n"
+        "    p = os.read(fd, 7)\n"
+        "    if not p: break\n"
+        "    b += p\n"
+        "print(b.hex())\n", shmfs.path("status"))
+    assert bytes.fromhex(out) == whole
+
+
 # -- finding 9: the published table forgets a freed segment -------------------
 
 def test_freed_segment_leaves_nothing_in_the_published_table(shmfs, client):
