@@ -1320,6 +1320,8 @@ static int ctl_hello(fuse_req_t req, void *io)
 	(void)req;
 	h->version = SHMFS_PROTO_VERSION;
 	h->page_size = (uint32_t)O.page_size;
+	h->daemon_pid = (int32_t)getpid(); /* the published table's too */
+	h->pad = 0;
 	return 0;
 }
 

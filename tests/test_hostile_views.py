@@ -263,3 +263,150 @@ def test_truncate_to_own_size_needs_write_permission(shmfs, client):
     os.truncate(shmfs.seg_path(KEY + 0o600, segs[0o600]), size)  # root may
     assert {m: client.stat(s) for m, s in segs.items()} == before
 
+
+# -- finding 12: the library trusts neither a privileged caller's environment
+#    nor a table whose daemon does not serve the mount --------------------------
+
+IN_NONBLOCK, IN_OPEN = 0o4000, 0x20
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def opened_in(path, run):
+    """Run run(); the names in directory path that were opened meanwhile."""
+    fd = _libc.inotify_init1(IN_NONBLOCK)
+    assert fd >= 0, os.strerror(ctypes.get_errno())
+    try:
+        assert _libc.inotify_add_watch(fd, os.fsencode(path), IN_OPEN) >= 0
+        result = run()
+        names = set()
+        while True:
+            try:
+                buf = os.read(fd, 65536)
+            except BlockingIOError:
+                break
+            off = 0
+            while off < len(buf):
+                _, _, _, n = struct.unpack_from("iIII", buf, off)
+                names.add(buf[off + 16:off + 16 + n].rstrip(b"\0").decode())
+                off += 16 + n
+        return result, names
+    finally:
+        os.close(fd)
+
+
+def lib_path():
+    path = os.path.join(BUILD, "libshmfs.so.1")
+    assert os.path.exists(path), "%s is not built (run make all)" % path
+    return path
+
+
+def dlget(argv, env, **kw):
+    env = dict(env)
+    opts = env.get("ASAN_OPTIONS", "")
+    env["ASAN_OPTIONS"] = (opts + ":" if opts else "") + "detect_leaks=0"
+    return subprocess.run(argv, env=env, capture_output=True, text=True,
+                          timeout=60, **kw)
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="shmfs-views-")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_privileged_program_ignores_shmfs_root_and_debug(shmfs, workdir):
+    prog = os.path.join(BUILD, "progs", "shmfs_dlget")
+    assert os.path.exists(prog), "%s is not built (run make all)" % prog
+    plain = os.path.join(workdir, "plain")
+    suid = os.path.join(workdir, "suid")
+    shutil.copy(prog, plain)
+    shutil.copy(prog, suid)
+    os.chown(suid, 0, 0)
+    os.chmod(plain, 0o755)
+    os.chmod(suid, 0o4755)
+    # a directory the stranger controls, with a .ctl of its own
+    theirs = os.path.join(workdir, "theirs")
+    os.mkdir(theirs)
+    with open(os.path.join(theirs, ".ctl"), "w"):
+        pass
+    for p in (theirs, os.path.join(theirs, ".ctl")):
+        os.chown(p, STRANGER, STRANGER)
+    env = dict(os.environ, SHMFS_ROOT=theirs, SHMFS_DEBUG="1")
+    setpriv = ["setpriv", "--reuid=%d" % STRANGER, "--regid=%d" % STRANGER,
+               "--clear-groups"]
+
+    # an ordinary program follows SHMFS_ROOT: the watch sees it
+    r, names = opened_in(theirs, lambda: dlget(
+        setpriv + [plain, lib_path(), str(KEY)], env))
+    assert r.returncode == 0, r.stderr
+    assert ".ctl" in names and "libshmfs[" in r.stderr
+    assert r.stdout == "errno ENOSYS\n"
+
+    # a setuid one does not, and says nothing on the stranger's stderr
+    r, names = opened_in(theirs, lambda: dlget(
+        setpriv + [suid, lib_path(), str(KEY)], env))
+    assert r.returncode == 0, r.stderr
+    assert names == set(), "the setuid program opened %s" % names
+    assert "libshmfs[" not in r.stderr, r.stderr
+    assert r.stdout in ("errno ENOSYS\n", "errno ENOENT\n"), r.stdout
+
+
+def forged_table(path, pid, key, shmid, uid):
+    """A table file of the right size, magic and layout that claims key
+    has segment shmid, mode 0666, owned by uid."""
+    size = sc.TABLE_ENTRIES_OFF + sc.MAX_SLOTS * sc.TABLE_ENTRY_SIZE
+    slot = sc.slot_of(shmid)
+    ds = dict.fromkeys(sc.DS_FIELDS, 0)
+    ds.update(key=key, shmid=shmid, uid=uid, gid=uid, cuid=uid, cgid=uid,
+              mode=0o666, segsz=4096, cpid=pid)
+    with open(path, "wb") as f:
+        f.truncate(size)
+        f.write(sc.TABLE_HEAD.pack(sc.TABLE_MAGIC, sc.TABLE_VERSION,
+                                   sc.PAGE_SIZE, sc.MAX_SLOTS, pid, 0))
+        f.seek(sc.TABLE_HEAD.size + 4 * sc.table_bucket(key))
+        f.write(struct.pack("@I", slot + 1))
+        f.seek(sc.TABLE_ENTRIES_OFF + slot * sc.TABLE_ENTRY_SIZE)
+        f.write(sc.TABLE_ENTRY_HEAD.pack(0, 1, 0, 0) +
+                sc.DS.pack(*(ds[n] for n in sc.DS_FIELDS)))
+    os.chmod(path, 0o444)
+
+
+def test_library_uses_no_table_but_its_daemons(shmfs, client, workdir):
+    prog = os.path.join(BUILD, "progs", "shmfs_dlget")
+    real = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
+    forged_id = 5  # slot 5, sequence 0: a shmid the daemon never gave
+    daemon = shmfs.proc.pid
+
+    def fake_root(name, table):
+        """A root whose .ctl and .id are the mount's and .table is ours."""
+        d = os.path.join(workdir, name)
+        os.mkdir(d)
+        os.symlink(shmfs.path(".ctl"), os.path.join(d, ".ctl"))
+        os.symlink(shmfs.path(".id"), os.path.join(d, ".id"))
+        os.symlink(table, os.path.join(d, ".table"))
+        return d
+
+    def get(root, key):
+        r = dlget([prog, lib_path(), str(key)],
+                  dict(os.environ, SHMFS_ROOT=root, SHMFS_DEBUG="1"))
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip(), "with its published table" in r.stderr
+
+    # the daemon's own table, through the same kind of root: used
+    honest = fake_root("honest", shmfs.table)
+    assert get(honest, KEY) == ("shmid %d" % real, True)
+    assert get(honest, KEY + 1) == ("errno ENOENT", True)
+
+    # the right daemon pid, but a file the stranger made
+    theirs = os.path.join(workdir, "theirs.table")
+    forged_table(theirs, daemon, KEY + 1, forged_id, STRANGER)
+    os.chown(theirs, STRANGER, STRANGER)
+    # a root-owned file naming another live process as its daemon
+    other = os.path.join(workdir, "other.table")
+    forged_table(other, os.getpid(), KEY + 1, forged_id, STRANGER)
+    for name, table in (("theirs", theirs), ("other", other)):
+        root = fake_root(name, table)
+        assert get(root, KEY + 1) == ("errno ENOENT", False), name
+        assert get(root, KEY) == ("shmid %d" % real, False), name
