@@ -41,7 +41,7 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 
-#define SHMFS_PROTO_VERSION 1
+#define SHMFS_PROTO_VERSION 2
 
 #define SHMFS_CTL_NAME ".ctl"
 #define SHMFS_ID_DIR ".id"
@@ -62,6 +62,10 @@
 struct shmfs_hello {
 	uint32_t version; /* out: SHMFS_PROTO_VERSION */
 	uint32_t page_size; /* out: the daemon's page size */
+	/* out: the daemon's pid; a client trusts only the published
+	 * table whose daemon_pid this is (see below) */
+	int32_t daemon_pid;
+	uint32_t pad;
 };
 
 struct shmfs_get {
@@ -174,7 +178,10 @@ struct shmfs_table {
 	uint32_t version;
 	uint32_t page_size;
 	uint32_t max_slots;
-	int32_t daemon_pid; /* readers stop trusting the table when it exits */
+	/* Readers trust the table only if this is the pid the daemon
+	 * gives in its HELLO reply and the file belongs to the daemon's
+	 * user, and stop trusting it when the process exits. */
+	int32_t daemon_pid;
 	uint32_t key_seq;
 	uint32_t buckets[SHMFS_TABLE_BUCKETS];
 	struct shmfs_table_entry entries[SHMFS_MAX_SLOTS];

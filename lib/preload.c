@@ -176,7 +176,8 @@ static int write_all(int fd, const char *buf, size_t len)
 static int fill_status(int out)
 {
 	open_fn *real_open = (open_fn *)next(NEXT_OPEN);
-	const char *root = getenv("SHMFS_ROOT");
+	/* as libshmfs: a setuid or setgid program ignores it */
+	const char *root = secure_getenv("SHMFS_ROOT");
 	char path[4096];
 	size_t bufsize = 128 * 1024;
 	char *buf;

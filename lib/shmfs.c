@@ -78,6 +78,7 @@ static atomic_int id_fd = -1;
 static size_t page_size;
 static atomic_int debug;
 static char root_path[PATH_MAX];
+static pid_t daemon_pid; /* as HELLO gave it */
 static struct fd_ident ctl_ident, id_ident;
 /*
  * Bumped whenever our session with the daemon starts again (the program
@@ -142,9 +143,19 @@ static const char *errtext(int e, char *buf, size_t size)
 	return strerror_r(e, buf, size);
 }
 
+/*
+ * Our variables, read with secure_getenv: a setuid or setgid program
+ * ignores them, so its caller can neither point it at a mount of the
+ * caller's choosing nor make it write to stderr.
+ */
+static const char *env_get(const char *name)
+{
+	return secure_getenv(name);
+}
+
 static int env_flag(const char *name)
 {
-	const char *v = getenv(name);
+	const char *v = env_get(name);
 
 	return v && *v && strcmp(v, "0") != 0;
 }
@@ -156,8 +167,8 @@ static int init_fail(const char *path, const char *what, int e)
 
 	dbg("%s: %s: %s; shm calls fail with ENOSYS (shmfs root from %s)", path,
 	    what, errtext(e, eb, sizeof(eb)),
-	    getenv("SHMFS_ROOT") ? "SHMFS_ROOT"
-				 : "the default, SHMFS_ROOT unset");
+	    env_get("SHMFS_ROOT") ? "SHMFS_ROOT"
+				  : "the default, SHMFS_ROOT unset or ignored");
 	return -ENOSYS;
 }
 
@@ -220,6 +231,7 @@ static int open_ctl(const char *root, int *out, struct fd_ident *ident)
 	if (hello.page_size != page_size)
 		dbg("daemon page size %u differs from ours (%zu)",
 		    hello.page_size, page_size);
+	daemon_pid = hello.daemon_pid;
 	if (fd_ident_of(fd, ident) < 0) {
 		init_fail(path, "statx", errno);
 		goto fail;
@@ -257,6 +269,35 @@ static int open_id_dir(const char *root, int *out, struct fd_ident *ident)
 static const struct shmfs_table *table;
 static int table_pidfd = -1;
 
+/*
+ * The table is the daemon's if the daemon that answered HELLO on .ctl
+ * says it is (daemon_pid) and its user owns the file: whoever can name
+ * the .table we open (a symlink, another directory) cannot make us
+ * answer from a file of their own.  pfd watches daemon_pid, so the
+ * owner of /proc/<pid> is that of the same process.
+ */
+static int table_is_daemons(const struct shmfs_table *t, const struct stat *st,
+			    int pfd)
+{
+	struct pollfd p = { .fd = pfd, .events = POLLIN };
+	char proc[32];
+	struct stat ps;
+
+	if (t->daemon_pid != daemon_pid) {
+		dbg("%s names daemon %d, not %d that serves the mount: unused",
+		    SHMFS_TABLE_NAME, (int)t->daemon_pid, (int)daemon_pid);
+		return 0;
+	}
+	snprintf(proc, sizeof(proc), "/proc/%d", (int)daemon_pid);
+	if (stat(proc, &ps) < 0 || poll(&p, 1, 0) != 0 ||
+	    st->st_uid != ps.st_uid) {
+		dbg("%s is not the daemon's own file (owner %u): unused",
+		    SHMFS_TABLE_NAME, (unsigned)st->st_uid);
+		return 0;
+	}
+	return 1;
+}
+
 /* Maps ROOT/.table if the daemon publishes one; without it, every call
  * asks the daemon, which is slower but the same. */
 static void table_open(const char *root)
@@ -282,6 +323,11 @@ static void table_open(const char *root)
 	    t->version != SHMFS_TABLE_VERSION ||
 	    t->max_slots != SHMFS_MAX_SLOTS ||
 	    (pfd = (int)syscall(SYS_pidfd_open, t->daemon_pid, 0)) < 0) {
+		munmap((void *)t, sizeof(*t));
+		return;
+	}
+	if (!table_is_daemons(t, &st, pfd)) {
+		close(pfd);
 		munmap((void *)t, sizeof(*t));
 		return;
 	}
@@ -445,7 +491,7 @@ static int table_stat(int id, int cmd, struct shmfs_ds *d, int *ret)
 /* Returns the new control descriptor, or -ENOSYS. */
 static int init_locked(void)
 {
-	const char *root = getenv("SHMFS_ROOT");
+	const char *root = env_get("SHMFS_ROOT");
 	long ps = sysconf(_SC_PAGESIZE);
 	int fd = -1, dfd = -1;
 

@@ -89,8 +89,7 @@ static void count_req(enum req_type t)
 struct ofile {
 	enum ofile_kind kind;
 	struct seg_handle *h;
-	char *text;
-	size_t len;
+	struct seg_status *status; /* a cursor, not a copy of the table */
 	uint64_t id; /* fi->fh */
 	unsigned refs; /* the open, and each request using it */
 	struct ofile *next; /* in its registry bucket */
@@ -135,7 +134,7 @@ static void ofile_free(struct ofile *of)
 {
 	if (of->h)
 		seg_release(of->h);
-	free(of->text);
+	seg_status_close(of->status);
 	free(of);
 }
 
@@ -559,7 +558,6 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	int err;
 
 	count_req(R_SETATTR);
-	(void)fi;
 	if (!ino_is_seg(ino)) {
 		reply_err(req, "setattr", EPERM);
 		return;
@@ -568,6 +566,16 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	if (!err && (to_set & FUSE_SET_ATTR_SIZE) &&
 	    (uint64_t)attr->st_size != v.ds.segsz)
 		err = EPERM; /* a segment's size is fixed at shmget */
+	else if (!err && (to_set & FUSE_SET_ATTR_SIZE) && !fi) {
+		/* A no-op, but a change all the same: truncate(2) by name
+		 * needs write permission, as every other change needs its
+		 * own; ftruncate's descriptor was checked at open. */
+		cred_of(req, &c, false);
+		err = -seg_access(v.ds.shmid, PERM_W, &c);
+		perm_cred_fini(&c);
+		if (err == EINVAL)
+			err = ENOENT; /* the shmid went meanwhile */
+	}
 	if (!err &&
 	    (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
 		       FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW)))
@@ -919,7 +927,7 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 			return;
 		}
 		of->kind = OF_STATUS;
-		err = seg_status(&of->text, &of->len);
+		err = seg_status_open(&of->status);
 		if (err) {
 			free(of);
 			fuse_reply_err(req, -err);
@@ -974,6 +982,20 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 	}
 }
 
+/* A buffer per read, the size the kernel asked for, gone with the reply. */
+static void reply_status(fuse_req_t req, struct seg_status *st, size_t size,
+			 off_t off)
+{
+	char *buf = malloc(size ? size : 1);
+
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fuse_reply_buf(req, buf, seg_status_read(st, (uint64_t)off, buf, size));
+	free(buf);
+}
+
 static void shmfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
@@ -996,14 +1018,7 @@ static void shmfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	case OF_STATUS:
-		if ((size_t)off >= of->len) {
-			fuse_reply_buf(req, NULL, 0);
-			return;
-		}
-		fuse_reply_buf(req, of->text + off,
-			       size < of->len - (size_t)off
-				       ? size
-				       : of->len - (size_t)off);
+		reply_status(req, of->status, size, off);
 		return;
 	case OF_SEG:
 		break;
@@ -1267,12 +1282,17 @@ static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	int n, err;
 
 	count_req(R_GETXATTR);
-	if (ino == INO_ROOT && !strcmp(name, REQUESTS_XATTR)) {
-		reply_requests(req, size);
-		return;
-	}
-	if (ino == INO_ROOT && !strcmp(name, STATS_XATTR)) {
-		reply_stats(req, size);
+	if (ino == INO_ROOT &&
+	    (!strcmp(name, REQUESTS_XATTR) || !strcmp(name, STATS_XATTR))) {
+		/* What the daemon holds and serves, across every user:
+		 * root's to know, as the kernel's own counters are. */
+		if (fuse_req_ctx(req)->uid != 0)
+			reply_err(req, "getxattr of the daemon's counters",
+				  EACCES);
+		else if (!strcmp(name, REQUESTS_XATTR))
+			reply_requests(req, size);
+		else
+			reply_stats(req, size);
 		return;
 	}
 	if (!ino_is_seg(ino) ||
@@ -1296,13 +1316,20 @@ static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		reply_xattr_buf(req, val, (size_t)n, size);
 }
 
+/*
+ * Only names the caller may read, as the kernel lists trusted.* only to
+ * whoever may read them: getfattr -d shows anyone no error.
+ */
 static void shmfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
+	uid_t uid = fuse_req_ctx(req)->uid;
 	char list[N_XATTRS * 24];
 	size_t len = 0, i;
+	struct seg_view v;
+	bool owner = uid == 0;
 
 	count_req(R_LISTXATTR);
-	if (ino == INO_ROOT) {
+	if (ino == INO_ROOT && uid == 0) {
 		len = (size_t)snprintf(list, sizeof(list), "%s",
 				       REQUESTS_XATTR) +
 		      1;
@@ -1310,12 +1337,16 @@ static void shmfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 					STATS_XATTR) +
 		       1;
 	}
+	if (ino_is_seg(ino) && !owner && seg_view_of(ino, &v) == 0)
+		owner = uid == v.ds.uid || uid == v.ds.cuid;
 	if (ino_is_seg(ino))
 		for (i = 0; i < N_XATTRS; i++)
-			len += (size_t)snprintf(list + len, sizeof(list) - len,
-						"%s%s", XATTR_PREFIX,
-						xattr_names[i]) +
-			       1;
+			if (owner || strcmp(xattr_names[i], "pids"))
+				len += (size_t)snprintf(list + len,
+							sizeof(list) - len,
+							"%s%s", XATTR_PREFIX,
+							xattr_names[i]) +
+				       1;
 	reply_xattr_buf(req, list, len, size);
 }
 
@@ -1359,6 +1390,8 @@ static int ctl_hello(struct ctl_req *r, void *io)
 	(void)r;
 	h->version = SHMFS_PROTO_VERSION;
 	h->page_size = (uint32_t)O.page_size;
+	h->daemon_pid = (int32_t)getpid(); /* the published table's too */
+	h->pad = 0;
 	return 0;
 }
 

@@ -52,8 +52,12 @@ static void pub_clear(int slot)
 	if (!tab)
 		return;
 	e = &tab->entries[slot];
+	/* Nothing of a freed shmid stays for anyone to read: /proc/sysvipc/shm
+	 * no longer shows it either.  key_next is the chains' (key_seq), and
+	 * key_del has unlinked the slot already. */
 	seq_begin(&e->seq);
 	e->live = 0;
+	memset(&e->ds, 0, sizeof(e->ds));
 	seq_end(&e->seq);
 }
 

@@ -32,6 +32,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2053,15 +2054,16 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 	pid_t *pids;
 	size_t n = 0, i, len = 0, size;
 	char *out;
-	int err;
 	TABLE_LOCK();
 
 	s = serial_find(serial);
 	if (!s || s->freed)
 		return -ENOENT;
+	/* Who is attached is not part of what IPC_STAT shows (the kernel
+	 * shows no attacher's pid to anyone): the owner's and root's. */
 	o = seg_perm(s);
-	if ((err = perm_check(c, &o, PERM_R)))
-		return err;
+	if (perm_owner(c, &o))
+		return -EACCES;
 	pids = malloc(sizeof(*pids) * (s->ds.nattch + 1));
 	size = 24 * (s->ds.nattch + 1);
 	out = malloc(size);
@@ -2095,23 +2097,29 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 	"nattch   uid   gid  cuid  cgid      atime      dtime      ctime " \
 	"                  rss                  swap\n"
 
-int seg_status(char **text, size_t *len)
+/* Longer than the header and than any line, whatever the numbers. */
+#define STATUS_LINE_MAX 320
+#define STATUS_HEADER_SLOT (-1)
+
+/*
+ * A reader's place in the text: the next byte's offset, the slot whose
+ * line comes next, and at most one line it has been sent only part of.
+ * That is all an open of status costs, however large the table.
+ */
+struct seg_status {
+	pthread_mutex_t lock; /* two reads of one open file may race */
+	uint64_t off;
+	int slot; /* STATUS_HEADER_SLOT first, SHMFS_MAX_SLOTS at the end */
+	uint16_t line_len;
+	uint16_t line_pos;
+	char line[STATUS_LINE_MAX];
+};
+
+static int status_line(const struct seg *s, char *buf, size_t size)
 {
-	char *buf = NULL;
-	size_t size = 0;
-	FILE *f;
-	int idx;
-	TABLE_LOCK();
+	const struct shmfs_ds *d = &s->ds;
 
-	f = open_memstream(&buf, &size);
-	if (!f)
-		return -ENOMEM;
-	fputs(STATUS_HEADER, f);
-	for (idx = slot_next_used(0); idx >= 0; idx = slot_next_used(idx + 1)) {
-		const struct seg *s = T.slots[idx].seg;
-		const struct shmfs_ds *d = &s->ds;
-
-		fprintf(f,
+	return snprintf(buf, size,
 			"%10d %10d  %4o %21llu %5d %5d  %5llu %5u %5u %5u %5u "
 			"%10lld %10lld %10lld %21llu %21llu\n",
 			d->key, d->shmid, d->mode, (unsigned long long)d->segsz,
@@ -2119,11 +2127,167 @@ int seg_status(char **text, size_t *len)
 			d->gid, d->cuid, d->cgid, (long long)d->atime,
 			(long long)d->dtime, (long long)d->ctime,
 			(unsigned long long)seg_bytes(s), 0ULL);
+}
+
+/*
+ * Whole lines from *slot on into buf, at most max of them and only
+ * while a line of any length still fits; *slot moves past them.  The
+ * table lock is held for this batch alone, never across a reply.
+ */
+static size_t status_lines(int *slot, char *buf, size_t size, unsigned max)
+{
+	size_t len = 0;
+	int idx, n;
+	TABLE_LOCK();
+
+	if (*slot == STATUS_HEADER_SLOT && max && size >= STATUS_LINE_MAX) {
+		len = (size_t)snprintf(buf, size, "%s", STATUS_HEADER);
+		max--;
+		*slot = 0;
 	}
-	if (fclose(f) != 0) {
-		free(buf);
+	if (*slot < 0 || *slot >= SHMFS_MAX_SLOTS)
+		return len;
+	for (idx = slot_next_used(*slot);
+	     idx >= 0 && max && size - len >= STATUS_LINE_MAX;
+	     idx = slot_next_used(idx + 1), max--) {
+		n = status_line(T.slots[idx].seg, buf + len, size - len);
+		if (n < 0 || (size_t)n >= size - len)
+			break; /* cannot be: STATUS_LINE_MAX is enough */
+		len += (size_t)n;
+		*slot = idx + 1;
+	}
+	if (idx < 0)
+		*slot = SHMFS_MAX_SLOTS;
+	return len;
+}
+
+static void status_rewind(struct seg_status *st)
+{
+	st->off = 0;
+	st->slot = STATUS_HEADER_SLOT;
+	st->line_len = st->line_pos = 0;
+}
+
+/* From the start to off (as seq_file does on a seek): O(table), rare. */
+static void status_skip(struct seg_status *st, uint64_t off)
+{
+	char batch[4096];
+	size_t n;
+	int from;
+
+	status_rewind(st);
+	while (st->off < off) {
+		from = st->slot;
+		n = status_lines(&st->slot, batch, sizeof(batch), UINT_MAX);
+		if (!n)
+			return; /* off is past the end */
+		if (st->off + n <= off) {
+			st->off += n;
+			continue;
+		}
+		/* off is in this batch: again one line at a time, keeping
+		 * the one that holds it */
+		st->slot = from;
+		while (st->off < off) {
+			n = status_lines(&st->slot, st->line, sizeof(st->line),
+					 1);
+			if (!n)
+				return;
+			if (st->off + n <= off) {
+				st->off += n;
+				continue;
+			}
+			st->line_len = (uint16_t)n;
+			st->line_pos = (uint16_t)(off - st->off);
+			st->off = off;
+		}
+	}
+}
+
+int seg_status_open(struct seg_status **out)
+{
+	struct seg_status *st = malloc(sizeof(*st));
+
+	if (!st)
 		return -ENOMEM;
+	pthread_mutex_init(&st->lock, NULL);
+	status_rewind(st);
+	*out = st;
+	return 0;
+}
+
+void seg_status_close(struct seg_status *st)
+{
+	if (!st)
+		return;
+	pthread_mutex_destroy(&st->lock);
+	free(st);
+}
+
+size_t seg_status_read(struct seg_status *st, uint64_t off, char *buf,
+		       size_t size)
+{
+	size_t len = 0, n;
+
+	pthread_mutex_lock(&st->lock);
+	if (off != st->off)
+		status_skip(st, off);
+	if (off != st->off) {
+		pthread_mutex_unlock(&st->lock);
+		return 0;
 	}
+	while (len < size) {
+		if (st->line_pos < st->line_len) {
+			n = st->line_len - st->line_pos;
+			if (n > size - len)
+				n = size - len;
+			memcpy(buf + len, st->line + st->line_pos, n);
+			st->line_pos = (uint16_t)(st->line_pos + n);
+			len += n;
+			continue;
+		}
+		if (size - len >= STATUS_LINE_MAX) {
+			n = status_lines(&st->slot, buf + len, size - len,
+					 UINT_MAX);
+			len += n;
+		} else {
+			/* what does not fit waits in the cursor */
+			n = status_lines(&st->slot, st->line, sizeof(st->line),
+					 1);
+			st->line_len = (uint16_t)n;
+			st->line_pos = 0;
+		}
+		if (!n)
+			break;
+	}
+	st->off += len;
+	pthread_mutex_unlock(&st->lock);
+	return len;
+}
+
+int seg_status(char **text, size_t *len)
+{
+	struct seg_status *st;
+	char *buf = NULL;
+	size_t size = 0, n;
+	int err;
+
+	if ((err = seg_status_open(&st)))
+		return err;
+	do {
+		char *more = realloc(buf, size + 65536);
+
+		if (!more) {
+			free(buf);
+			seg_status_close(st);
+			return -ENOMEM;
+		}
+		buf = more;
+		n = seg_status_read(st, size, buf + size, 65536);
+		size += n;
+	} while (n);
+	seg_status_close(st);
+	buf[size] = '\0';
 	*text = buf;
 	*len = size;
 	return 0;

@@ -167,10 +167,24 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 int seg_fork_child(uint64_t file, struct perm_cred *c, uint64_t token);
 int seg_fork_abort(uint64_t file, struct perm_cred *c, uint64_t token);
 
-/* Who is attached: "pid:count ..." (malloc'd), for IPC_STAT-able callers. */
+/* Who is attached: "pid:count ..." (malloc'd), for root and the owner
+ * (uid or cuid); -EACCES for anyone else. */
 int seg_pids(uint64_t serial, struct perm_cred *c, char **text);
 
-/* The /proc/sysvipc/shm text of the whole table, malloc'd. */
+/*
+ * The /proc/sysvipc/shm text of the table, read a piece at a time, as
+ * seq_file serves /proc: an open costs a cursor (the next offset, the
+ * next slot, at most one line sent in part), not a copy of the table.
+ * A read at the cursor goes on from it; a read anywhere else makes the
+ * text again from the start up to there.  seg_status_read gives up to
+ * size bytes at off into buf, and 0 at the end.
+ */
+struct seg_status;
+int seg_status_open(struct seg_status **st);
+void seg_status_close(struct seg_status *st);
+size_t seg_status_read(struct seg_status *st, uint64_t off, char *buf,
+		       size_t size);
+/* The whole text at once, malloc'd and NUL-terminated (for tests). */
 int seg_status(char **text, size_t *len);
 
 /* For tests and the stress checker. */

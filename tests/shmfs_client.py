@@ -45,7 +45,7 @@ SHM_DEST = 0o1000
 SHM_LOCKED = 0o2000
 
 # From include/shmfs_proto.h.
-PROTO_VERSION = 1
+PROTO_VERSION = 2
 CTL_NAME = ".ctl"
 ID_DIR = ".id"
 STATUS_NAME = "status"
@@ -54,7 +54,7 @@ ID_SHIFT = 15
 MAX_SLOTS = 1 << ID_SHIFT
 
 # Struct layouts, native byte order and alignment ('@'), field for field.
-HELLO = struct.Struct("@II")
+HELLO = struct.Struct("@IIiI")  # version, page_size, daemon_pid, pad
 GET = struct.Struct("@iiQii")
 DS = struct.Struct("@iiIIIIIIQqqqiiQ")
 DS_FIELDS = ("key", "shmid", "uid", "gid", "cuid", "cgid", "mode", "seq",
@@ -72,7 +72,7 @@ DETACH = struct.Struct("@ii")
 ACCESS = struct.Struct("@ii")
 
 assert (HELLO.size, GET.size, DS.size, INFO.size, SHM_INFO_S.size, CTL_SIZE,
-        FORK.size, DETACH.size, ACCESS.size) == (8, 24, 80, 40, 48, 104, 16, 8, 8)
+        FORK.size, DETACH.size, ACCESS.size) == (16, 24, 80, 40, 48, 104, 16, 8, 8)
 
 # The published table (.table): header, key buckets, one entry per slot.
 TABLE_MAGIC = 0x53484D54
@@ -224,15 +224,17 @@ class Client:
 
     def hello(self):
         buf = _ioctl(self.fd, IOC_HELLO, bytearray(HELLO.size))
-        version, page_size = HELLO.unpack(buf)
-        return {"version": version, "page_size": page_size}
+        version, page_size, daemon_pid, _ = HELLO.unpack(buf)
+        return {"version": version, "page_size": page_size,
+                "daemon_pid": daemon_pid}
 
     def session(self):
         """SHMFS_IOC_SESSION: start a session on an inherited descriptor
         (a child forked without the fork protocol)."""
         buf = _ioctl(self.fd, IOC_SESSION, bytearray(HELLO.size))
-        version, page_size = HELLO.unpack(buf)
-        return {"version": version, "page_size": page_size}
+        version, page_size, daemon_pid, _ = HELLO.unpack(buf)
+        return {"version": version, "page_size": page_size,
+                "daemon_pid": daemon_pid}
 
     def shmget(self, key, size, flags=0):
         buf = bytearray(GET.pack(s32(key), s32(flags), size, -1, 0))

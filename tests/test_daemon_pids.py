@@ -76,16 +76,24 @@ def test_pids_follow_fork_exit_kill_and_exec(shmfs, client):
     assert pids(shmfs, shmid) == {}
 
 
-def test_pids_only_for_callers_who_may_ipc_stat(shmfs, client):
+def test_pids_only_for_root_and_the_owner(shmfs, client):
+    """The kernel shows no attacher's pid to anyone: read permission
+    (IPC_STAT) is not enough, only root, uid and cuid may read them."""
     shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
     a = client.attach(shmid)
     path = shmfs.id_path(shmid)
-    r = shmfs.as_user(["getfattr", "--only-values", "-n", "user.shm.pids",
-                       path], uid=1000, gid=1000)
+
+    def user_reads():
+        return shmfs.as_user(["getfattr", "--only-values", "-n",
+                              "user.shm.pids", path], uid=1000, gid=1000)
+
+    r = user_reads()
     assert r.returncode != 0 and "Permission denied" in r.stderr, r
-    client.set(shmid, 0, 0, 0o604)
-    r = shmfs.as_user(["getfattr", "--only-values", "-n", "user.shm.pids",
-                       path], uid=1000, gid=1000)
+    client.set(shmid, 0, 0, 0o666)     # may IPC_STAT, may not see who
+    r = user_reads()
+    assert r.returncode != 0 and "Permission denied" in r.stderr, r
+    client.set(shmid, 1000, 1000, 0o600)   # the owner
+    r = user_reads()
     assert r.returncode == 0 and r.stdout == "%d:1" % os.getpid(), r
     a.detach()
     assert catch(os.getxattr, path, "user.shm.pids") is None

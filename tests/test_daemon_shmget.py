@@ -11,9 +11,10 @@ from shmfs_client import IPC_CREAT, IPC_EXCL, IPC_PRIVATE, catch
 KEY = 0x162E
 
 
-def test_hello_reports_protocol_version_and_page_size(client):
+def test_hello_reports_protocol_version_page_size_and_pid(shmfs, client):
     assert client.hello() == {"version": sc.PROTO_VERSION,
-                              "page_size": os.sysconf("SC_PAGE_SIZE")}
+                              "page_size": os.sysconf("SC_PAGE_SIZE"),
+                              "daemon_pid": shmfs.proc.pid}
 
 
 def test_shmget_without_ipc_creat_on_missing_key_is_enoent(client):

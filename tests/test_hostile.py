@@ -813,8 +813,8 @@ FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR = 0x801C581F, 0x401C5820
 FS_IOC_GETVERSION = 0x80087601
 # ioctl types the VFS answers itself (FIONREAD, FIGETBSZ, FIFREEZE, ...)
 VFS_TYPES = {0x00, 0x54, 0x58, 0x66, 0x94, 0x15, 0x76}
-PROTO = [(1, 8), (2, 24), (3, 104), (4, 16), (5, 16), (6, 16), (7, 8), (8, 8),
-         (9, 8)]
+PROTO = [(1, sc.HELLO.size), (2, 24), (3, 104), (4, 16), (5, 16), (6, 16),
+         (7, 8), (8, 8), (9, sc.HELLO.size)]
 
 
 def _ioc(d, nr, size, typ=ord("S")):

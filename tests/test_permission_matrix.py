@@ -8,7 +8,7 @@ gid (cgid), primary or supplementary; and a stranger.  Operations:
 shmget with each request mode, attach read-only and read-write, IPC_STAT,
 SHMFS_IOC_ACCESS, IPC_SET, IPC_RMID, SHM_LOCK, SHM_UNLOCK, chmod, chown,
 rm, read(2), write(2), mmap(2) of a plain open, access(2), getxattr (a
-plain field and user.shm.pids), and the tries to get more than SysV
+plain field and user.shm.pids, the owner's), and the tries to get more than SysV
 grants (mode bits
 beyond 0777, set-user-ID and file-type bits in chmod, SHM_DEST and
 SHM_LOCKED in IPC_SET).  Every cell is computed by the oracle below
@@ -121,10 +121,11 @@ def plan(role, seg, main, own, paths):
         ("access(2) R_OK", ["faccess", p, os.R_OK], r(4)),
         ("access(2) W_OK", ["faccess", p, os.W_OK], r(2)),
         # anyone may read the fields, as /proc/sysvipc/shm; who is
-        # attached takes read permission, as IPC_STAT does
+        # attached only root and the owner (uid or cuid): the kernel
+        # shows no attacher's pid to anyone
         ("getxattr cuid", ["getxattr", p, "user.shm.cuid"], "ok"),
         ("getxattr pids", ["getxattr", p, "user.shm.pids"],
-         ok_or(r(4), "EACCES")),
+         ok_or(ctl, "EACCES")),
         # more than SysV grants: never, whoever asks
         ("chmod 04640", ["chmod", p, "04640"], "EINVAL" if ctl else "EPERM"),
         ("chmod 0104640", ["chmod", p, "0104640"],

@@ -2685,6 +2685,36 @@ static void test_status_text(void)
 	free(text);
 }
 
+/* Read a piece at a time, at the cursor or anywhere: the same text. */
+static void test_status_in_pieces_is_the_whole_text(void)
+{
+	struct seg_status *st;
+	char *text = NULL, buf[700];
+	size_t len = 0, off, n, got, want;
+	int i;
+
+	setup(&std_limits);
+	for (i = 0; i < 40; i++)
+		REQUIRE(CHECK(get((key_t)(0x1000 + i * 3),
+				  1 + (uint64_t)i * 1000, IPC_CREAT | 0600) > 0));
+	REQUIRE(CHECK_EQ(seg_status(&text, &len), 0));
+	REQUIRE(CHECK_EQ(seg_status_open(&st), 0));
+	for (off = 0; (n = seg_status_read(st, off, buf, 7)); off += n)
+		if (!CHECK(off + n <= len && !memcmp(buf, text + off, n)))
+			break;
+	CHECK_UEQ(off, len);
+	for (i = 0; i < 500; i++) {
+		off = (size_t)i * 7919 % (len + 100);
+		n = 1 + (size_t)i * 131 % sizeof(buf);
+		want = off >= len ? 0 : n < len - off ? n : len - off;
+		got = seg_status_read(st, off, buf, n);
+		CHECK_UEQ(got, want);
+		CHECK(!memcmp(buf, text + off, got < want ? got : want));
+	}
+	seg_status_close(st);
+	free(text);
+}
+
 /* ---- lookups ---- */
 
 static void test_lookups_and_forget(void)
@@ -3192,6 +3222,7 @@ int main(void)
 	UNIT_RUN(test_limits_not_given_follow_the_host);
 	UNIT_RUN(test_given_limits_ignore_the_host);
 	UNIT_RUN(test_status_text);
+	UNIT_RUN(test_status_in_pieces_is_the_whole_text);
 	UNIT_RUN(test_lookups_and_forget);
 	UNIT_RUN(test_published_copy_follows_every_change);
 	UNIT_RUN(test_sparse_slots_walk_and_highest);
