@@ -258,14 +258,14 @@ static void cred_of(fuse_req_t req, struct perm_cred *c, bool need_pid)
  * runs again once they are fetched, here, without the table lock (the
  * check comes before any change, so the first run changed nothing).
  */
-#define WITH_GROUPS(c, call)                               \
-	__extension__({                                    \
-		int err_ = (call);                         \
-		if (err_ == PERM_NEED_GROUPS) {            \
-			perm_cred_load_groups(c);          \
-			err_ = (call);                     \
-		}                                          \
-		err_;                                      \
+#define WITH_GROUPS(c, call)                      \
+	__extension__({                           \
+		int err_ = (call);                \
+		if (err_ == PERM_NEED_GROUPS) {   \
+			perm_cred_load_groups(c); \
+			err_ = (call);            \
+		}                                 \
+		err_;                             \
 	})
 
 /*
@@ -571,7 +571,7 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		 * needs write permission, as every other change needs its
 		 * own; ftruncate's descriptor was checked at open. */
 		cred_of(req, &c, false);
-		err = -seg_access(v.ds.shmid, PERM_W, &c);
+		err = -WITH_GROUPS(&c, seg_access(v.ds.shmid, PERM_W, &c));
 		perm_cred_fini(&c);
 		if (err == EINVAL)
 			err = ENOENT; /* the shmid went meanwhile */
@@ -596,7 +596,8 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		return;
 	}
 	cred_of(req, &c, false);
-	err = seg_setattr(ino - SEG_BASE, &c, mode, uid, gid, &v);
+	err = WITH_GROUPS(&c,
+			  seg_setattr(ino - SEG_BASE, &c, mode, uid, gid, &v));
 	perm_cred_fini(&c);
 	if (err) {
 		reply_err(req, "chmod/chown", -err);
@@ -878,7 +879,7 @@ static void shmfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	cred_of(req, &c, false);
-	err = seg_unlink(ino_key(parent), id, &c);
+	err = WITH_GROUPS(&c, seg_unlink(ino_key(parent), id, &c));
 	perm_cred_fini(&c);
 	if (err)
 		reply_err(req, "unlink (IPC_RMID)", -err);
@@ -946,10 +947,10 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		attach = (fi->flags & SHMFS_ATTACH_FLAGS) == SHMFS_ATTACH_FLAGS;
 		of->kind = OF_SEG;
 		cred_of(req, &c, attach);
-		err = WITH_GROUPS(&c, seg_open(ino - SEG_BASE, &c,
-					       accmode == O_ACCMODE ? O_RDWR
-								    : accmode,
-					       attach, &of->h));
+		err = WITH_GROUPS(
+			&c, seg_open(ino - SEG_BASE, &c,
+				     accmode == O_ACCMODE ? O_RDWR : accmode,
+				     attach, &of->h));
 		perm_cred_fini(&c);
 		if (err) {
 			free(of);
@@ -974,7 +975,8 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		reply_err(req, "open .ctl", -err);
 		return;
 	}
-	if (pt_reply_open(req, fi, of->h ? seg_handle_backing(of->h) : 0) != 0) {
+	if (pt_reply_open(req, fi, of->h ? seg_handle_backing(of->h) : 0) !=
+	    0) {
 		/* interrupted: the kernel will send no flush or release */
 		if (of->kind == OF_CTL)
 			seg_file_released(fi->fh);
@@ -1264,13 +1266,13 @@ static void reply_stats(fuse_req_t req, size_t size)
 	n = snprintf(text, sizeof(text),
 		     "shmids %u\npages %" PRIu64 "\nobjects %" PRIu64
 		     "\nhandles %" PRIu64 "\nprocesses %" PRIu64
-		     "\nsessions %" PRIu64
-		     "\npending_forks %" PRIu64 "\nattaches %" PRIu64
-		     "\nmemory %" PRIu64 "\npassthrough %" PRIu64
-		     "\narena %" PRIu64 "\nunmeasured %" PRIu64 "\n",
+		     "\nsessions %" PRIu64 "\npending_forks %" PRIu64
+		     "\nattaches %" PRIu64 "\nmemory %" PRIu64
+		     "\npassthrough %" PRIu64 "\narena %" PRIu64
+		     "\nunmeasured %" PRIu64 "\n",
 		     s.used, s.tot_pages, s.objects, s.handles, s.procs,
-		     s.sessions, s.pending_forks, s.attaches, s.memory, s.passthrough,
-		     s.arena, s.unmeasured);
+		     s.sessions, s.pending_forks, s.attaches, s.memory,
+		     s.passthrough, s.arena, s.unmeasured);
 	reply_xattr_buf(req, text, (size_t)n, size);
 }
 

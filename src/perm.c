@@ -90,8 +90,7 @@ static int perm_in_group(struct perm_cred *c, gid_t g)
 	return 0;
 }
 
-PERM_API int perm_check(struct perm_cred *c, const struct perm_obj *o,
-			int want)
+PERM_API int perm_check(struct perm_cred *c, const struct perm_obj *o, int want)
 {
 	unsigned granted = o->mode;
 

@@ -26,9 +26,9 @@
  * are.  Ranges are handed out in order and never reused (the arena's 2^62
  * bytes of offsets outlast any daemon), so a new segment always starts as
  * holes, that is zeros.  Either way the memory is given back when the
- * shmid is gone and no handle (open file) is left.  The object itself also stays while the
- * front end holds lookups on it (seg_forget), so that its serial never
- * names another.
+ * shmid is gone and no handle (open file) is left.  The object itself also
+ * stays while the front end holds lookups on it (seg_forget), so that its
+ * serial never names another.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -855,9 +855,8 @@ static void seg_fill_view(const struct seg *s, struct seg_view *v)
 
 uint64_t seg_view_bytes(const struct seg_view *v)
 {
-	return v->bytes + (v->arena_len ? arena_bytes(v->arena_off,
-						      v->arena_len)
-					: 0);
+	return v->bytes +
+	       (v->arena_len ? arena_bytes(v->arena_off, v->arena_len) : 0);
 }
 
 static struct perm_obj seg_perm(const struct seg *s)
@@ -1674,8 +1673,9 @@ static bool born_after(const struct fork_pending *fp, uint64_t born)
 static bool fork_may_be_child(const struct fork_pending *fp, pid_t tgid,
 			      pid_t parent, uint64_t born)
 {
-	bool kin = fp->orphan && fp->scanned ? fork_has_kid(fp, tgid)
-					     : parent > 0 && fp->parent == parent;
+	bool kin = fp->orphan && fp->scanned
+			   ? fork_has_kid(fp, tgid)
+			   : parent > 0 && fp->parent == parent;
 
 	return kin && born_after(fp, born);
 }
@@ -2115,9 +2115,9 @@ struct seg_status {
 	char line[STATUS_LINE_MAX];
 };
 
-static int status_line(const struct seg *s, char *buf, size_t size)
+static int status_line(const struct seg_view *v, char *buf, size_t size)
 {
-	const struct shmfs_ds *d = &s->ds;
+	const struct shmfs_ds *d = &v->ds;
 
 	return snprintf(buf, size,
 			"%10d %10d  %4o %21llu %5d %5d  %5llu %5u %5u %5u %5u "
@@ -2126,38 +2126,61 @@ static int status_line(const struct seg *s, char *buf, size_t size)
 			d->cpid, d->lpid, (unsigned long long)d->nattch, d->uid,
 			d->gid, d->cuid, d->cgid, (long long)d->atime,
 			(long long)d->dtime, (long long)d->ctime,
-			(unsigned long long)seg_bytes(s), 0ULL);
+			(unsigned long long)seg_view_bytes(v), 0ULL);
 }
+
+/* Views of up to max segments from *slot on; *slot moves past them. */
+static int status_views(int *slot, struct seg_view *v, int max)
+{
+	int idx, n = 0;
+	TABLE_LOCK();
+
+	for (idx = slot_next_used(*slot); idx >= 0 && n < max;
+	     idx = slot_next_used(idx + 1)) {
+		seg_fill_view(T.slots[idx].seg, &v[n++]);
+		*slot = idx + 1;
+	}
+	if (idx < 0)
+		*slot = SHMFS_MAX_SLOTS;
+	return n;
+}
+
+#define STATUS_BATCH 32
 
 /*
  * Whole lines from *slot on into buf, at most max of them and only
  * while a line of any length still fits; *slot moves past them.  The
- * table lock is held for this batch alone, never across a reply.
+ * table lock is held only to copy a batch of views, never to measure
+ * memory in the arena or across a reply.
  */
 static size_t status_lines(int *slot, char *buf, size_t size, unsigned max)
 {
+	struct seg_view v[STATUS_BATCH];
 	size_t len = 0;
-	int idx, n;
-	TABLE_LOCK();
+	int i, n, want;
 
 	if (*slot == STATUS_HEADER_SLOT && max && size >= STATUS_LINE_MAX) {
 		len = (size_t)snprintf(buf, size, "%s", STATUS_HEADER);
 		max--;
 		*slot = 0;
 	}
-	if (*slot < 0 || *slot >= SHMFS_MAX_SLOTS)
+	if (*slot < 0)
 		return len;
-	for (idx = slot_next_used(*slot);
-	     idx >= 0 && max && size - len >= STATUS_LINE_MAX;
-	     idx = slot_next_used(idx + 1), max--) {
-		n = status_line(T.slots[idx].seg, buf + len, size - len);
-		if (n < 0 || (size_t)n >= size - len)
-			break; /* cannot be: STATUS_LINE_MAX is enough */
-		len += (size_t)n;
-		*slot = idx + 1;
+	while (max && *slot < SHMFS_MAX_SLOTS &&
+	       size - len >= STATUS_LINE_MAX) {
+		want = (int)((size - len) / STATUS_LINE_MAX);
+		if (want > STATUS_BATCH)
+			want = STATUS_BATCH;
+		if ((unsigned)want > max)
+			want = (int)max;
+		n = status_views(slot, v, want);
+		for (i = 0; i < n; i++)
+			len += (size_t)status_line(&v[i], buf + len,
+						   size - len);
+		max -= (unsigned)n;
+		if (n < want)
+			break;
 	}
-	if (idx < 0)
-		*slot = SHMFS_MAX_SLOTS;
 	return len;
 }
 

@@ -37,7 +37,8 @@ int sysinfo_init(void)
 	fd_overcommit =
 		open("/proc/sys/vm/overcommit_memory", O_RDONLY | O_CLOEXEC);
 	fd_meminfo = open("/proc/meminfo", O_RDONLY | O_CLOEXEC);
-	fd_last_pid = open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
+	fd_last_pid =
+		open("/proc/sys/kernel/ns_last_pid", O_RDONLY | O_CLOEXEC);
 	fd = open("/proc/sys/kernel/pid_max", O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		uint64_t max = read_u64(fd);
@@ -130,10 +131,9 @@ uint64_t sysinfo_commit_room(void)
 		committed = meminfo_kb(buf, "Committed_AS:");
 		if (limit < 0 || committed < 0)
 			return UINT64_MAX;
-		return limit > committed
-			       ? (uint64_t)(limit - committed) * 1024 /
-					 (uint64_t)page
-			       : 0;
+		return limit > committed ? (uint64_t)(limit - committed) *
+						   1024 / (uint64_t)page
+					 : 0;
 	default:
 		if (sysinfo(&si) != 0 || page <= 0)
 			return UINT64_MAX;
