@@ -25,9 +25,12 @@ ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN) -std=gnu11 -D_GNU_SOURCE -Iinclude \
 FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 
-DAEMON_SRC := src/shmfs_main.c src/ops.c src/seg.c src/perm.c src/sysinfo.c \
+DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
+	src/ofile.c src/notify.c src/seg.c src/attach.c src/segmem.c \
+	src/status.c src/perm.c src/sysinfo.c \
 	src/pubtab.c src/names.c src/passthrough.c src/reaper.c
-CORE_SRC := src/seg.c src/perm.c src/names.c
+CORE_SRC := src/seg.c src/attach.c src/segmem.c src/status.c src/perm.c \
+	src/names.c
 LIB_SRC := lib/shmfs.c
 # the library compiles ipcperm (src/perm.c) into itself
 LIB_DEPS = $(wildcard lib/*.h include/*.h) src/perm.c src/perm.h

@@ -1,13 +1,8 @@
 /*
- * FUSE low-level operations.  Translates node ids, names and file calls
- * into calls on the table (seg.c) and ipcperm (perm.c); holds no table
- * state.  Node ids:
- *   1..5                root, .ctl, .id, status, .table
- *   KEY_BASE + key      the directory of one key
- *   SEG_BASE + serial   a segment file (serials are never reused, so a
- *                       node id the kernel still caches never names a
- *                       later segment and never shows it stale pages)
- * A segment's st_ino is its shmid.
+ * FUSE low-level file operations: node ids, names and file calls onto the
+ * table (seg.c) and ipcperm (perm.c); holds no table state.  Listings,
+ * extended attributes and the control node's protocol have files of
+ * their own (front.h).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,216 +19,21 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "front.h"
 #include "names.h"
-#include "ops.h"
+#include "ofile.h"
 #include "passthrough.h"
-#include "perm.h"
-#include "seg.h"
 #include "shmfs_proto.h"
 #include "sysinfo.h"
 
-#define INO_ROOT FUSE_ROOT_ID
-#define INO_CTL 2
-#define INO_IDDIR 3
-#define INO_STATUS 4
-#define INO_TABLE 5
-#define KEY_BASE (1ULL << 32)
-#define SEG_BASE (1ULL << 33)
-
-/* Names under the root and key directories change behind the kernel's
- * back (shmget, IPC_RMID through the control node): never cache them.
- * .id/<shmid> names are dropped explicitly when the shmid goes. */
-#define TIMEOUT_NONE 0.0
-#define TIMEOUT_LONG 86400.0
-
-#define XATTR_PREFIX "user.shm."
-#define REQUESTS_XATTR "user.shmfs.requests"
-#define STATS_XATTR "user.shmfs.stats"
-
-enum ofile_kind { OF_CTL, OF_STATUS, OF_SEG };
-
-/* Requests served, by type: the root's user.shmfs.requests xattr. */
-enum req_type {
-	R_LOOKUP,
-	R_FORGET,
-	R_GETATTR,
-	R_SETATTR,
-	R_READDIR,
-	R_OPEN,
-	R_READ,
-	R_WRITE,
-	R_FLUSH,
-	R_RELEASE,
-	R_FSYNC,
-	R_ACCESS,
-	R_STATFS,
-	R_GETXATTR,
-	R_LISTXATTR,
-	R_SETXATTR,
-	R_NAMESPACE,
-	R_IOCTL,
-	R_NTYPES
-};
-static const char *const req_names[R_NTYPES] = {
+const char *const req_names[R_NTYPES] = {
 	"lookup", "forget",   "getattr",   "setattr",  "readdir",   "open",
 	"read",	  "write",    "flush",	   "release",  "fsync",	    "access",
 	"statfs", "getxattr", "listxattr", "setxattr", "namespace", "ioctl",
 };
-static uint64_t req_count[R_NTYPES];
+uint64_t req_count[R_NTYPES];
 
-static void count_req(enum req_type t)
-{
-	__atomic_fetch_add(&req_count[t], 1, __ATOMIC_RELAXED);
-}
-
-struct ofile {
-	enum ofile_kind kind;
-	struct seg_handle *h;
-	struct seg_status *status; /* a cursor, not a copy of the table */
-	uint64_t id; /* fi->fh */
-	unsigned refs; /* the open, and each request using it */
-	struct ofile *next; /* in its registry bucket */
-};
-
-/*
- * Open files by id.  fi->fh is an id, not a pointer: the kernel may send
- * RELEASE while a READ of the same file is still being answered (a
- * reader killed meanwhile), so a request finds its file here and holds
- * it until it is done, and a request that comes after RELEASE finds
- * nothing.  What RELEASE never reached (unmount with it still queued, a
- * lazy unmount with a mapping) is freed at destroy.
- */
-#define OFILE_BUCKETS 1024
-static struct {
-	pthread_mutex_t lock;
-	struct ofile *bucket[OFILE_BUCKETS];
-	uint64_t next_id;
-} OF = { .lock = PTHREAD_MUTEX_INITIALIZER, .next_id = 1 };
-
-static struct ofile **ofile_slot(uint64_t id)
-{
-	struct ofile **pp = &OF.bucket[id % OFILE_BUCKETS];
-
-	while (*pp && (*pp)->id != id)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-static uint64_t ofile_register(struct ofile *of)
-{
-	pthread_mutex_lock(&OF.lock);
-	of->id = OF.next_id++;
-	of->refs = 1;
-	of->next = OF.bucket[of->id % OFILE_BUCKETS];
-	OF.bucket[of->id % OFILE_BUCKETS] = of;
-	pthread_mutex_unlock(&OF.lock);
-	return of->id;
-}
-
-static void ofile_free(struct ofile *of)
-{
-	if (of->h)
-		seg_release(of->h);
-	seg_status_close(of->status);
-	free(of);
-}
-
-static struct ofile *ofile_get(struct fuse_file_info *fi)
-{
-	struct ofile *of;
-
-	pthread_mutex_lock(&OF.lock);
-	of = *ofile_slot(fi->fh);
-	if (of)
-		of->refs++;
-	pthread_mutex_unlock(&OF.lock);
-	return of;
-}
-
-static void ofile_put(struct ofile *of)
-{
-	unsigned left;
-
-	if (!of)
-		return;
-	pthread_mutex_lock(&OF.lock);
-	left = --of->refs;
-	pthread_mutex_unlock(&OF.lock);
-	if (!left)
-		ofile_free(of);
-}
-
-static void ofile_putp(struct ofile **of)
-{
-	ofile_put(*of);
-}
-
-/* The open file of a request, held until the end of the block. */
-#define OFILE_GET(of, fi) \
-	struct ofile *of __attribute__((cleanup(ofile_putp))) = ofile_get(fi)
-
-/* RELEASE: the id goes now, the file with its last user. */
-static void ofile_unregister(uint64_t id)
-{
-	struct ofile **pp, *of;
-
-	pthread_mutex_lock(&OF.lock);
-	pp = ofile_slot(id);
-	of = *pp;
-	if (of)
-		*pp = of->next;
-	pthread_mutex_unlock(&OF.lock);
-	ofile_put(of);
-}
-
-/* At destroy no request runs any more: free every file left. */
-static void ofile_free_all(void)
-{
-	unsigned b;
-
-	for (b = 0; b < OFILE_BUCKETS; b++)
-		while (OF.bucket[b]) {
-			struct ofile *of = OF.bucket[b];
-
-			OF.bucket[b] = of->next;
-			ofile_free(of);
-		}
-}
-
-static struct {
-	struct fuse_session *se;
-	time_t mount_time;
-	size_t page_size;
-	int verbose;
-	const char *table_path;
-	pthread_t notifier;
-	bool notifier_running;
-	pthread_mutex_t qlock;
-	pthread_cond_t qcond;
-	int *queue;
-	size_t qlen, qcap;
-	bool stopping;
-} O = {
-	.qlock = PTHREAD_MUTEX_INITIALIZER,
-	.qcond = PTHREAD_COND_INITIALIZER,
-};
-
-/* ---- node ids and names ---- */
-
-static bool ino_is_key(fuse_ino_t ino)
-{
-	return ino >= KEY_BASE && ino < SEG_BASE;
-}
-
-static bool ino_is_seg(fuse_ino_t ino)
-{
-	return ino >= SEG_BASE;
-}
-
-static key_t ino_key(fuse_ino_t ino)
-{
-	return (key_t)(uint32_t)(ino - KEY_BASE);
-}
+struct front O;
 
 /* ---- credentials ---- */
 
@@ -242,7 +42,7 @@ static int req_getgroups(void *arg, gid_t *list, int size)
 	return fuse_req_getgroups(arg, size, list);
 }
 
-static void cred_of(fuse_req_t req, struct perm_cred *c, bool need_pid)
+void cred_of(fuse_req_t req, struct perm_cred *c, bool need_pid)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 
@@ -252,21 +52,6 @@ static void cred_of(fuse_req_t req, struct perm_cred *c, bool need_pid)
 	c->arg = req;
 	c->defer_groups = true;
 }
-
-/*
- * A call whose permission check needs the caller's supplementary groups
- * runs again once they are fetched, here, without the table lock (the
- * check comes before any change, so the first run changed nothing).
- */
-#define WITH_GROUPS(c, call)                      \
-	__extension__({                           \
-		int err_ = (call);                \
-		if (err_ == PERM_NEED_GROUPS) {   \
-			perm_cred_load_groups(c); \
-			err_ = (call);            \
-		}                                 \
-		err_;                             \
-	})
 
 /*
  * -o verbose logs each refused request, and any user can send refused
@@ -320,7 +105,7 @@ static void verbose_err(fuse_req_t req, const char *what, int err)
 		(unsigned)ctx->uid, strerror(err));
 }
 
-static void reply_err(fuse_req_t req, const char *what, int err)
+void reply_err(fuse_req_t req, const char *what, int err)
 {
 	verbose_err(req, what, err);
 	fuse_reply_err(req, err);
@@ -328,7 +113,7 @@ static void reply_err(fuse_req_t req, const char *what, int err)
 
 /* ---- attributes ---- */
 
-static void stat_dir(struct stat *st, fuse_ino_t ino, mode_t mode)
+void stat_dir(struct stat *st, fuse_ino_t ino, mode_t mode)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = ino;
@@ -362,8 +147,7 @@ static void stat_seg(struct stat *st, const struct seg_view *v)
 	st->st_ctime = (time_t)v->ds.ctime;
 }
 
-/* Attributes of a node that is not a segment; -errno if there is none. */
-static int stat_node(fuse_ino_t ino, struct stat *st, double *timeout)
+int stat_node(fuse_ino_t ino, struct stat *st, double *timeout)
 {
 	*timeout = TIMEOUT_LONG;
 	switch (ino) {
@@ -401,7 +185,7 @@ static int stat_node(fuse_ino_t ino, struct stat *st, double *timeout)
  * The segment behind a node id.  A freed shmid is gone at once, even
  * through a name the kernel still caches until the notifier drops it.
  */
-static int seg_view_of(fuse_ino_t ino, struct seg_view *v)
+int seg_view_of(fuse_ino_t ino, struct seg_view *v)
 {
 	int err = seg_lookup_serial(ino - SEG_BASE, v);
 
@@ -605,194 +389,6 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 	}
 	stat_seg(&st, &v);
 	fuse_reply_attr(req, &st, TIMEOUT_NONE);
-}
-
-/* ---- directories ---- */
-
-struct dirbuf {
-	fuse_req_t req;
-	bool plus; /* READDIRPLUS: entries of the root carry attributes */
-	char *buf;
-	size_t size, used;
-	off_t base; /* position of slot 0 */
-	key_t key; /* for key directories */
-	bool full;
-};
-
-/*
- * Add one entry at position pos; false once the buffer is full.  With
- * READDIRPLUS, an entry of a node that is not a segment carries its
- * attributes, so `ls -l` of the root needs no lookup per key; segments
- * carry none (node id 0), so that no lookup is counted for them here.
- */
-static bool dir_add(struct dirbuf *d, const char *name, fuse_ino_t ino,
-		    mode_t type, off_t pos)
-{
-	struct fuse_entry_param e;
-	double timeout;
-	size_t need;
-
-	memset(&e, 0, sizeof(e));
-	e.attr.st_ino = ino;
-	e.attr.st_mode = type;
-	if (!d->plus) {
-		need = fuse_add_direntry(d->req, NULL, 0, name, NULL, 0);
-		if (d->used + need > d->size)
-			goto full;
-		fuse_add_direntry(d->req, d->buf + d->used, d->size - d->used,
-				  name, &e.attr, pos + 1);
-		d->used += need;
-		return true;
-	}
-	/* Runs under seg_walk's table lock: nothing here may ask seg.c. */
-	if (ino_is_key(ino)) {
-		stat_dir(&e.attr, ino, 0755);
-		e.ino = ino;
-		e.generation = 1;
-		e.entry_timeout = TIMEOUT_LONG;
-		e.attr_timeout = TIMEOUT_NONE;
-	} else if (!ino_is_seg(ino) && strcmp(name, ".") &&
-		   strcmp(name, "..") &&
-		   stat_node(ino, &e.attr, &timeout) == 0) {
-		e.ino = ino;
-		e.generation = 1;
-		e.entry_timeout = TIMEOUT_LONG;
-		e.attr_timeout = timeout;
-	}
-	need = fuse_add_direntry_plus(d->req, NULL, 0, name, NULL, 0);
-	if (d->used + need > d->size)
-		goto full;
-	fuse_add_direntry_plus(d->req, d->buf + d->used, d->size - d->used,
-			       name, &e, pos + 1);
-	d->used += need;
-	return true;
-full:
-	d->full = true;
-	return false;
-}
-
-static int dir_add_root_seg(void *arg, const struct seg_view *v)
-{
-	struct dirbuf *d = arg;
-	char name[16];
-
-	if (v->removed || v->ds.key == IPC_PRIVATE)
-		return 0;
-	snprintf(name, sizeof(name), "0x%08x", (unsigned)v->ds.key);
-	return !dir_add(d, name, KEY_BASE + (uint32_t)v->ds.key, S_IFDIR,
-			d->base + v->slot);
-}
-
-static int dir_add_key_seg(void *arg, const struct seg_view *v)
-{
-	struct dirbuf *d = arg;
-	char name[16];
-
-	if (v->removed || v->ds.key != d->key)
-		return 0;
-	snprintf(name, sizeof(name), "%d", v->ds.shmid);
-	return !dir_add(d, name, (fuse_ino_t)v->ds.shmid, S_IFREG,
-			d->base + v->slot);
-}
-
-static int dir_add_id_seg(void *arg, const struct seg_view *v)
-{
-	struct dirbuf *d = arg;
-	char name[16];
-
-	snprintf(name, sizeof(name), "%d", v->ds.shmid);
-	return !dir_add(d, name, (fuse_ino_t)v->ds.shmid, S_IFREG,
-			d->base + v->slot);
-}
-
-static void dir_list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		     bool plus)
-{
-	struct dirbuf d = { .req = req, .size = size, .plus = plus };
-	struct seg_view v;
-	int (*walk)(void *, const struct seg_view *) = NULL;
-
-	d.buf = malloc(size ? size : 1);
-	if (!d.buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	if (off <= 0 && !dir_add(&d, ".", ino, S_IFDIR, 0))
-		goto out;
-	if (off <= 1 && !dir_add(&d, "..", INO_ROOT, S_IFDIR, 1))
-		goto out;
-	if (ino == INO_ROOT) {
-		if (off <= 2 &&
-		    !dir_add(&d, SHMFS_CTL_NAME, INO_CTL, S_IFREG, 2))
-			goto out;
-		if (off <= 3 &&
-		    !dir_add(&d, SHMFS_ID_DIR, INO_IDDIR, S_IFDIR, 3))
-			goto out;
-		if (off <= 4 &&
-		    !dir_add(&d, SHMFS_STATUS_NAME, INO_STATUS, S_IFREG, 4))
-			goto out;
-		if (off <= 5 && O.table_path &&
-		    !dir_add(&d, SHMFS_TABLE_NAME, INO_TABLE, S_IFLNK, 5))
-			goto out;
-		if (off <= 6 && seg_key_exists(IPC_PRIVATE) &&
-		    !dir_add(&d, "0x00000000", KEY_BASE, S_IFDIR, 6))
-			goto out;
-		d.base = 7;
-		walk = dir_add_root_seg;
-	} else if (ino_is_key(ino)) {
-		d.key = ino_key(ino);
-		d.base = 2;
-		if (d.key != IPC_PRIVATE) {
-			/* one segment at most: no walk */
-			off_t pos;
-
-			if (seg_lookup_key(d.key, &v) == 0) {
-				pos = d.base + v.slot;
-				if (off <= pos)
-					dir_add_key_seg(&d, &v);
-			}
-			goto out;
-		}
-		walk = dir_add_key_seg;
-	} else if (ino == INO_IDDIR) {
-		d.base = 2;
-		walk = dir_add_id_seg;
-	} else {
-		free(d.buf);
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	seg_walk(off > d.base ? (int)(off - d.base) : 0, walk, &d);
-out:
-	fuse_reply_buf(req, d.buf, d.used);
-	free(d.buf);
-}
-
-static void shmfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-			  off_t off, struct fuse_file_info *fi)
-{
-	count_req(R_READDIR);
-	(void)fi;
-	dir_list(req, ino, size, off, false);
-}
-
-static void shmfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
-			      off_t off, struct fuse_file_info *fi)
-{
-	count_req(R_READDIR);
-	(void)fi;
-	dir_list(req, ino, size, off, true);
-}
-
-/* A key directory whose key is gone (its name cached) lists nothing. */
-static void shmfs_opendir(fuse_req_t req, fuse_ino_t ino,
-			  struct fuse_file_info *fi)
-{
-	count_req(R_OPEN);
-	if (ino_is_key(ino) && !seg_key_exists(ino_key(ino)))
-		fuse_reply_err(req, ENOENT);
-	else
-		fuse_reply_open(req, fi);
 }
 
 /* ---- names that cannot change ---- */
@@ -1169,362 +765,6 @@ static void shmfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
-/* ---- xattrs: the shmid_ds fields stat cannot show ---- */
-
-static const char *const xattr_names[] = {
-	"key",	"shmid", "segsz", "cpid",  "lpid", "nattch", "cuid",
-	"cgid", "atime", "dtime", "ctime", "mode", "pids",
-};
-#define N_XATTRS (sizeof(xattr_names) / sizeof(xattr_names[0]))
-
-static int xattr_value(const struct seg_view *v, const char *field, char *out,
-		       size_t size)
-{
-	const struct shmfs_ds *d = &v->ds;
-
-	if (!strcmp(field, "key"))
-		return snprintf(out, size, "0x%08x", (unsigned)d->key);
-	if (!strcmp(field, "shmid"))
-		return snprintf(out, size, "%d", d->shmid);
-	if (!strcmp(field, "segsz"))
-		return snprintf(out, size, "%" PRIu64, d->segsz);
-	if (!strcmp(field, "cpid"))
-		return snprintf(out, size, "%d", d->cpid);
-	if (!strcmp(field, "lpid"))
-		return snprintf(out, size, "%d", d->lpid);
-	if (!strcmp(field, "nattch"))
-		return snprintf(out, size, "%" PRIu64, d->nattch);
-	if (!strcmp(field, "cuid"))
-		return snprintf(out, size, "%u", d->cuid);
-	if (!strcmp(field, "cgid"))
-		return snprintf(out, size, "%u", d->cgid);
-	if (!strcmp(field, "atime"))
-		return snprintf(out, size, "%" PRId64, d->atime);
-	if (!strcmp(field, "dtime"))
-		return snprintf(out, size, "%" PRId64, d->dtime);
-	if (!strcmp(field, "ctime"))
-		return snprintf(out, size, "%" PRId64, d->ctime);
-	if (!strcmp(field, "mode"))
-		return snprintf(out, size, "%#o", d->mode);
-	return -ENODATA;
-}
-
-static void reply_xattr_buf(fuse_req_t req, const char *buf, size_t len,
-			    size_t size)
-{
-	if (!size)
-		fuse_reply_xattr(req, len);
-	else if (size < len)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, buf, len);
-}
-
-/* "lookup 12\ngetattr 3\n...": what the daemon has served so far. */
-static void reply_requests(fuse_req_t req, size_t size)
-{
-	char text[R_NTYPES * 40];
-	size_t len = 0;
-	int t;
-
-	for (t = 0; t < R_NTYPES; t++)
-		len += (size_t)snprintf(
-			text + len, sizeof(text) - len, "%s %" PRIu64 "\n",
-			req_names[t],
-			__atomic_load_n(&req_count[t], __ATOMIC_RELAXED));
-	reply_xattr_buf(req, text, len, size);
-}
-
-static void reply_pids(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	struct perm_cred c;
-	char *text = NULL;
-	int err;
-
-	cred_of(req, &c, false);
-	err = WITH_GROUPS(&c, seg_pids(ino - SEG_BASE, &c, &text));
-	perm_cred_fini(&c);
-	if (err) {
-		reply_err(req, "getxattr user.shm.pids", -err);
-		return;
-	}
-	if (strlen(text) > 65536)
-		fuse_reply_err(req, E2BIG);
-	else
-		reply_xattr_buf(req, text, strlen(text), size);
-	free(text);
-}
-
-/* The table's totals, for checking invariants after a load test. */
-static void reply_stats(fuse_req_t req, size_t size)
-{
-	struct seg_stats s;
-	char text[512];
-	int n;
-
-	seg_get_stats(&s);
-	n = snprintf(text, sizeof(text),
-		     "shmids %u\npages %" PRIu64 "\nobjects %" PRIu64
-		     "\nhandles %" PRIu64 "\nprocesses %" PRIu64
-		     "\nsessions %" PRIu64 "\npending_forks %" PRIu64
-		     "\nattaches %" PRIu64 "\nmemory %" PRIu64
-		     "\npassthrough %" PRIu64 "\narena %" PRIu64
-		     "\nunmeasured %" PRIu64 "\n",
-		     s.used, s.tot_pages, s.objects, s.handles, s.procs,
-		     s.sessions, s.pending_forks, s.attaches, s.memory,
-		     s.passthrough, s.arena, s.unmeasured);
-	reply_xattr_buf(req, text, (size_t)n, size);
-}
-
-static void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			   size_t size)
-{
-	struct seg_view v;
-	char val[64];
-	int n, err;
-
-	count_req(R_GETXATTR);
-	if (ino == INO_ROOT &&
-	    (!strcmp(name, REQUESTS_XATTR) || !strcmp(name, STATS_XATTR))) {
-		/* What the daemon holds and serves, across every user:
-		 * root's to know, as the kernel's own counters are. */
-		if (fuse_req_ctx(req)->uid != 0)
-			reply_err(req, "getxattr of the daemon's counters",
-				  EACCES);
-		else if (!strcmp(name, REQUESTS_XATTR))
-			reply_requests(req, size);
-		else
-			reply_stats(req, size);
-		return;
-	}
-	if (!ino_is_seg(ino) ||
-	    strncmp(name, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1)) {
-		fuse_reply_err(req, ENODATA);
-		return;
-	}
-	err = seg_view_of(ino, &v);
-	if (err) {
-		fuse_reply_err(req, -err);
-		return;
-	}
-	if (!strcmp(name, XATTR_PREFIX "pids")) {
-		reply_pids(req, ino, size);
-		return;
-	}
-	n = xattr_value(&v, name + sizeof(XATTR_PREFIX) - 1, val, sizeof(val));
-	if (n < 0)
-		fuse_reply_err(req, -n);
-	else
-		reply_xattr_buf(req, val, (size_t)n, size);
-}
-
-/*
- * Only names the caller may read, as the kernel lists trusted.* only to
- * whoever may read them: getfattr -d shows anyone no error.
- */
-static void shmfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	uid_t uid = fuse_req_ctx(req)->uid;
-	char list[N_XATTRS * 24];
-	size_t len = 0, i;
-	struct seg_view v;
-	bool owner = uid == 0;
-
-	count_req(R_LISTXATTR);
-	if (ino == INO_ROOT && uid == 0) {
-		len = (size_t)snprintf(list, sizeof(list), "%s",
-				       REQUESTS_XATTR) +
-		      1;
-		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s",
-					STATS_XATTR) +
-		       1;
-	}
-	if (ino_is_seg(ino) && !owner && seg_view_of(ino, &v) == 0)
-		owner = uid == v.ds.uid || uid == v.ds.cuid;
-	if (ino_is_seg(ino))
-		for (i = 0; i < N_XATTRS; i++)
-			if (owner || strcmp(xattr_names[i], "pids"))
-				len += (size_t)snprintf(list + len,
-							sizeof(list) - len,
-							"%s%s", XATTR_PREFIX,
-							xattr_names[i]) +
-				       1;
-	reply_xattr_buf(req, list, len, size);
-}
-
-static void shmfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
-			   const char *value, size_t size, int flags)
-{
-	count_req(R_SETXATTR);
-	(void)ino;
-	(void)value;
-	(void)size;
-	(void)flags;
-	reply_err(req, "setxattr",
-		  strncmp(name, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1)
-			  ? ENOTSUP
-			  : EPERM);
-}
-
-static void shmfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	count_req(R_SETXATTR);
-	(void)ino;
-	reply_err(req, "removexattr",
-		  strncmp(name, XATTR_PREFIX, sizeof(XATTR_PREFIX) - 1)
-			  ? ENOTSUP
-			  : EPERM);
-}
-
-/* ---- the control node ---- */
-
-/* One request on the control node: who asks, through which open file. */
-struct ctl_req {
-	fuse_req_t req;
-	uint64_t file;
-	struct perm_cred c;
-};
-
-static int ctl_hello(struct ctl_req *r, void *io)
-{
-	struct shmfs_hello *h = io;
-
-	(void)r;
-	h->version = SHMFS_PROTO_VERSION;
-	h->page_size = (uint32_t)O.page_size;
-	h->daemon_pid = (int32_t)getpid(); /* the published table's too */
-	h->pad = 0;
-	return 0;
-}
-
-static int ctl_get(struct ctl_req *r, void *io)
-{
-	struct shmfs_get *g = io;
-	int err, shmid = -1;
-
-	err = seg_get((key_t)g->key, g->size, g->flags, &r->c, &shmid);
-	g->shmid = shmid;
-	return err;
-}
-
-static int ctl_ctl(struct ctl_req *r, void *io)
-{
-	struct shmfs_ctl *ctl = io;
-
-	/* The caller's own limit, as the kernel reads it: never its word. */
-	if (ctl->cmd == SHM_LOCK)
-		ctl->memlock = sysinfo_memlock(r->c.pid);
-	return seg_ctl(&r->c, ctl);
-}
-
-static int ctl_fork(struct ctl_req *r, void *io)
-{
-	struct shmfs_fork *f = io;
-
-	return seg_fork(r->file, &r->c, &f->token, &f->count);
-}
-
-static int ctl_fork_child(struct ctl_req *r, void *io)
-{
-	struct shmfs_fork *f = io;
-
-	return seg_fork_child(r->file, &r->c, f->token);
-}
-
-static int ctl_fork_abort(struct ctl_req *r, void *io)
-{
-	struct shmfs_fork *f = io;
-
-	return seg_fork_abort(r->file, &r->c, f->token);
-}
-
-/* A process that inherited .ctl without the fork protocol. */
-static int ctl_session(struct ctl_req *r, void *io)
-{
-	(void)io;
-	return seg_session_start(r->file, r->c.pid);
-}
-
-static int ctl_detach(struct ctl_req *r, void *io)
-{
-	struct shmfs_detach *d = io;
-
-	return seg_detach(r->c.pid, d->shmid);
-}
-
-static int ctl_access(struct ctl_req *r, void *io)
-{
-	struct shmfs_access *a = io;
-
-	return seg_access(a->shmid, a->mask, &r->c);
-}
-
-static const struct {
-	unsigned int cmd;
-	size_t size;
-	const char *name;
-	int (*fn)(struct ctl_req *r, void *io);
-} ctl_cmds[] = {
-	{ SHMFS_IOC_HELLO, sizeof(struct shmfs_hello), "hello", ctl_hello },
-	{ SHMFS_IOC_GET, sizeof(struct shmfs_get), "shmget", ctl_get },
-	{ SHMFS_IOC_CTL, sizeof(struct shmfs_ctl), "shmctl", ctl_ctl },
-	{ SHMFS_IOC_FORK, sizeof(struct shmfs_fork), "fork", ctl_fork },
-	{ SHMFS_IOC_FORK_CHILD, sizeof(struct shmfs_fork), "fork child",
-	  ctl_fork_child },
-	{ SHMFS_IOC_FORK_ABORT, sizeof(struct shmfs_fork), "fork abort",
-	  ctl_fork_abort },
-	{ SHMFS_IOC_ACCESS, sizeof(struct shmfs_access), "access", ctl_access },
-	{ SHMFS_IOC_DETACH, sizeof(struct shmfs_detach), "shmdt", ctl_detach },
-	{ SHMFS_IOC_SESSION, sizeof(struct shmfs_hello), "session",
-	  ctl_session },
-};
-
-/*
- * Every request on the control node: the caller's credentials (its
- * process, not its thread) are built here once, before any handler
- * takes the table lock.
- */
-static void shmfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd,
-			void *arg, struct fuse_file_info *fi, unsigned flags,
-			const void *in_buf, size_t in_bufsz, size_t out_bufsz)
-{
-	union shmfs_ioc io;
-	struct ctl_req r = { .req = req };
-	size_t i;
-	int err;
-
-	count_req(R_IOCTL);
-	(void)arg;
-	if (ino != INO_CTL || (flags & FUSE_IOCTL_COMPAT)) {
-		fuse_reply_err(req, ENOTTY);
-		return;
-	}
-	for (i = 0; i < sizeof(ctl_cmds) / sizeof(ctl_cmds[0]); i++)
-		if (ctl_cmds[i].cmd == cmd)
-			break;
-	if (i == sizeof(ctl_cmds) / sizeof(ctl_cmds[0]) ||
-	    in_bufsz != ctl_cmds[i].size || out_bufsz != ctl_cmds[i].size) {
-		fuse_reply_err(req, ENOTTY);
-		return;
-	}
-	r.file = fi->fh;
-	cred_of(req, &r.c, true);
-	memcpy(&io, in_buf, in_bufsz);
-	err = ctl_cmds[i].fn(&r, &io);
-	if (err == PERM_NEED_GROUPS) {
-		/* as WITH_GROUPS, from the request as it came */
-		perm_cred_load_groups(&r.c);
-		memcpy(&io, in_buf, in_bufsz);
-		err = ctl_cmds[i].fn(&r, &io);
-	}
-	perm_cred_fini(&r.c);
-	if (err) {
-		reply_err(req, ctl_cmds[i].name, -err);
-		return;
-	}
-	fuse_reply_ioctl(req, 0, &io, out_bufsz);
-}
-
 /* ---- session ---- */
 
 static void shmfs_init(void *userdata, struct fuse_conn_info *conn)
@@ -1550,60 +790,6 @@ static void shmfs_destroy(void *userdata)
 	ofile_free_all();
 }
 
-/* The kernel caches .id/<shmid> names: drop them when the shmid goes.
- * Done from a thread of its own because the kernel may wait for a
- * request in progress on the directory. */
-/*
- * At most this many names wait: beyond, a name stays cached until it
- * times out, which only matters if its shmid comes back (a whole cycle of
- * its slot's sequence) before that.
- */
-#define NOTIFY_QUEUE_MAX (1u << 16)
-
-void ops_shmid_freed(int shmid)
-{
-	pthread_mutex_lock(&O.qlock);
-	if (O.qlen == O.qcap) {
-		size_t cap = O.qcap ? O.qcap * 2 : 64;
-		int *q = cap <= NOTIFY_QUEUE_MAX
-				 ? realloc(O.queue, cap * sizeof(*q))
-				 : NULL;
-
-		if (!q) { /* the name then times out on its own */
-			pthread_mutex_unlock(&O.qlock);
-			return;
-		}
-		O.queue = q;
-		O.qcap = cap;
-	}
-	O.queue[O.qlen++] = shmid;
-	pthread_cond_signal(&O.qcond);
-	pthread_mutex_unlock(&O.qlock);
-}
-
-static void *notifier_main(void *arg)
-{
-	(void)arg;
-	pthread_setname_np(pthread_self(), "shmfs-inval");
-	pthread_mutex_lock(&O.qlock);
-	for (;;) {
-		while (!O.qlen && !O.stopping)
-			pthread_cond_wait(&O.qcond, &O.qlock);
-		if (O.stopping)
-			break;
-		int shmid = O.queue[--O.qlen];
-		char name[16];
-
-		pthread_mutex_unlock(&O.qlock);
-		snprintf(name, sizeof(name), "%d", shmid);
-		fuse_lowlevel_notify_inval_entry(O.se, INO_IDDIR, name,
-						 strlen(name));
-		pthread_mutex_lock(&O.qlock);
-	}
-	pthread_mutex_unlock(&O.qlock);
-	return NULL;
-}
-
 int ops_start(struct fuse_session *se, int verbose, const char *table_path)
 {
 	O.se = se;
@@ -1611,26 +797,12 @@ int ops_start(struct fuse_session *se, int verbose, const char *table_path)
 	O.table_path = table_path;
 	O.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	O.mount_time = time(NULL);
-	O.stopping = false;
-	if (pthread_create(&O.notifier, NULL, notifier_main, NULL) != 0)
-		return -EAGAIN;
-	O.notifier_running = true;
-	return 0;
+	return notify_start(se);
 }
 
 void ops_stop(void)
 {
-	if (!O.notifier_running)
-		return;
-	pthread_mutex_lock(&O.qlock);
-	O.stopping = true;
-	pthread_cond_signal(&O.qcond);
-	pthread_mutex_unlock(&O.qlock);
-	pthread_join(O.notifier, NULL);
-	O.notifier_running = false;
-	free(O.queue);
-	O.queue = NULL;
-	O.qlen = O.qcap = 0;
+	notify_stop();
 }
 
 const struct fuse_lowlevel_ops shmfs_ops = {

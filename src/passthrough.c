@@ -75,7 +75,8 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 
 	(void)userdata;
 	if (count == 2 && iov[0].iov_len == sizeof(*h) && !h->error) {
-		if (open_backing && iov[1].iov_len == sizeof(struct pt_open_out)) {
+		if (open_backing &&
+		    iov[1].iov_len == sizeof(struct pt_open_out)) {
 			struct pt_open_out *o = iov[1].iov_base;
 
 			o->open_flags |= PT_FOPEN_PASSTHROUGH;
