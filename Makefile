@@ -31,10 +31,12 @@ DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
 	src/pubtab.c src/names.c src/passthrough.c src/reaper.c
 CORE_SRC := src/seg.c src/attach.c src/segmem.c src/status.c src/perm.c \
 	src/names.c
-LIB_SRC := lib/shmfs.c
-# the library compiles ipcperm (src/perm.c) into itself
+LIB_SRC := lib/conn.c lib/table.c lib/attachments.c lib/fork.c lib/shm.c
+PRELOAD_SRC := $(LIB_SRC) lib/preload.c
+# the library compiles ipcperm (src/perm.c) into itself; it exports the
+# four calls alone (the preload library its interposers too)
 LIB_DEPS = $(wildcard lib/*.h include/*.h) src/perm.c src/perm.h
-PRELOAD_SRC := lib/shmfs.c lib/preload.c
+LIB_CFLAGS = $(ALL_CFLAGS) -fvisibility=hidden
 
 DAEMON := $(B)/shmfs
 LIBSO := $(B)/libshmfs.so.$(SOVERSION)
@@ -54,15 +56,22 @@ $(DAEMON): $(DAEMON_SRC) $(wildcard src/*.h include/*.h) | $(B)
 	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) -o $@ $(DAEMON_SRC) $(FUSE_LIBS) -lpthread
 
 $(LIBSO): $(LIB_SRC) $(LIB_DEPS) | $(B)
-	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-soname,libshmfs.so.$(SOVERSION) \
+	$(CC) $(LIB_CFLAGS) -fPIC -shared -Wl,-soname,libshmfs.so.$(SOVERSION) \
 		-Wl,--version-script=lib/libshmfs.map -o $@ $(LIB_SRC) -lpthread
 $(B)/libshmfs.so: $(LIBSO)
 	ln -sf libshmfs.so.$(SOVERSION) $@
+# One object whose hidden names are made local: a program linked with the
+# archive sees the four calls and nothing of ours to clash with.
 $(LIBA): $(LIB_SRC) $(LIB_DEPS) | $(B)
-	$(CC) $(ALL_CFLAGS) -c -o $(B)/obj/shmfs.o lib/shmfs.c
-	rm -f $@ && ar rcs $@ $(B)/obj/shmfs.o
+	rm -f $(B)/obj/lib-*.o
+	for f in $(LIB_SRC); do \
+		$(CC) $(LIB_CFLAGS) -c -o $(B)/obj/lib-$$(basename $$f .c).o $$f || \
+		exit 1; done
+	ld -r -o $(B)/obj/libshmfs.o $(B)/obj/lib-*.o
+	objcopy --localize-hidden $(B)/obj/libshmfs.o
+	rm -f $@ && ar rcs $@ $(B)/obj/libshmfs.o
 $(PRELOAD): $(PRELOAD_SRC) $(LIB_DEPS) | $(B)
-	$(CC) $(ALL_CFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ $(PRELOAD_SRC) \
+	$(CC) $(LIB_CFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ $(PRELOAD_SRC) \
 		-ldl -lpthread
 
 $(B)/test_%: tests/unit/test_%.c $(CORE_SRC) $(wildcard src/*.h) | $(B)

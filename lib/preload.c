@@ -29,27 +29,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "shmfs.h"
-#include "shmfs_proto.h"
+#include "client.h"
 
 #define DEFAULT_ROOT "/shm"
 
-int shmget(key_t key, size_t size, int shmflg)
+SHMFS_EXPORT int shmget(key_t key, size_t size, int shmflg)
 {
 	return shmfs_shmget(key, size, shmflg);
 }
 
-void *shmat(int shmid, const void *shmaddr, int shmflg)
+SHMFS_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 {
 	return shmfs_shmat(shmid, shmaddr, shmflg);
 }
 
-int shmdt(const void *shmaddr)
+SHMFS_EXPORT int shmdt(const void *shmaddr)
 {
 	return shmfs_shmdt(shmaddr);
 }
 
-int shmctl(int shmid, int cmd, struct shmid_ds *buf)
+SHMFS_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 {
 	return shmfs_shmctl(shmid, cmd, buf);
 }
@@ -382,7 +381,7 @@ static int call_openat(enum next_sym s, int dirfd, const char *path, int flags,
 	return f(dirfd, path, flags, mode);
 }
 
-int open(const char *path, int flags, ...)
+SHMFS_EXPORT int open(const char *path, int flags, ...)
 {
 	mode_t mode = 0;
 
@@ -390,7 +389,7 @@ int open(const char *path, int flags, ...)
 	return call_open(NEXT_OPEN, path, flags, mode);
 }
 
-int open64(const char *path, int flags, ...)
+SHMFS_EXPORT int open64(const char *path, int flags, ...)
 {
 	mode_t mode = 0;
 
@@ -398,7 +397,7 @@ int open64(const char *path, int flags, ...)
 	return call_open(NEXT_OPEN64, path, flags, mode);
 }
 
-int openat(int dirfd, const char *path, int flags, ...)
+SHMFS_EXPORT int openat(int dirfd, const char *path, int flags, ...)
 {
 	mode_t mode = 0;
 
@@ -406,7 +405,7 @@ int openat(int dirfd, const char *path, int flags, ...)
 	return call_openat(NEXT_OPENAT, dirfd, path, flags, mode);
 }
 
-int openat64(int dirfd, const char *path, int flags, ...)
+SHMFS_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
 {
 	mode_t mode = 0;
 
@@ -444,22 +443,22 @@ static int call_openat_2(enum next_sym s, int dirfd, const char *path,
 	return f(dirfd, path, flags);
 }
 
-int __open_2(const char *path, int flags)
+SHMFS_EXPORT int __open_2(const char *path, int flags)
 {
 	return call_open_2(NEXT_OPEN_2, path, flags);
 }
 
-int __open64_2(const char *path, int flags)
+SHMFS_EXPORT int __open64_2(const char *path, int flags)
 {
 	return call_open_2(NEXT_OPEN64_2, path, flags);
 }
 
-int __openat_2(int dirfd, const char *path, int flags)
+SHMFS_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
 	return call_openat_2(NEXT_OPENAT_2, dirfd, path, flags);
 }
 
-int __openat64_2(int dirfd, const char *path, int flags)
+SHMFS_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
 	return call_openat_2(NEXT_OPENAT64_2, dirfd, path, flags);
 }
@@ -478,12 +477,12 @@ static FILE *call_fopen(enum next_sym s, const char *path, const char *mode)
 	return f(path, mode);
 }
 
-FILE *fopen(const char *path, const char *mode)
+SHMFS_EXPORT FILE *fopen(const char *path, const char *mode)
 {
 	return call_fopen(NEXT_FOPEN, path, mode);
 }
 
-FILE *fopen64(const char *path, const char *mode)
+SHMFS_EXPORT FILE *fopen64(const char *path, const char *mode)
 {
 	return call_fopen(NEXT_FOPEN64, path, mode);
 }

@@ -1,0 +1,247 @@
+/*
+ * The published table: a read-only mapping of what the daemon shows
+ * anyone, so that shmget of an existing key and IPC_STAT need no request.
+ * ipcperm is the daemon's own (src/perm.c, compiled in here).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "client.h"
+
+#define PERM_API static __attribute__((unused))
+#include "../src/perm.c"
+
+static const struct shmfs_table *table;
+static int table_pidfd = -1;
+
+/*
+ * The table is the daemon's if the daemon that answered HELLO on .ctl
+ * says it is (daemon_pid) and its user owns the file: whoever can name
+ * the .table we open (a symlink, another directory) cannot make us
+ * answer from a file of their own.  pfd watches daemon_pid, so the
+ * owner of /proc/<pid> is that of the same process.
+ */
+static int table_is_daemons(const struct shmfs_table *t, const struct stat *st,
+			    int pfd)
+{
+	struct pollfd p = { .fd = pfd, .events = POLLIN };
+	char proc[32];
+	struct stat ps;
+
+	if (t->daemon_pid != daemon_pid) {
+		dbg("%s names daemon %d, not %d that serves the mount: unused",
+		    SHMFS_TABLE_NAME, (int)t->daemon_pid, (int)daemon_pid);
+		return 0;
+	}
+	snprintf(proc, sizeof(proc), "/proc/%d", (int)daemon_pid);
+	if (stat(proc, &ps) < 0 || poll(&p, 1, 0) != 0 ||
+	    st->st_uid != ps.st_uid) {
+		dbg("%s is not the daemon's own file (owner %u): unused",
+		    SHMFS_TABLE_NAME, (unsigned)st->st_uid);
+		return 0;
+	}
+	return 1;
+}
+
+/* Maps ROOT/.table if the daemon publishes one (1); without it (0),
+ * every call asks the daemon, which is slower but the same. */
+int table_open(const char *root)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	const struct shmfs_table *t;
+	int fd, pfd;
+
+	snprintf(path, sizeof(path), "%s/%s", root, SHMFS_TABLE_NAME);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size != sizeof(*t)) {
+		close(fd);
+		return 0;
+	}
+	t = mmap(NULL, sizeof(*t), PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (t == MAP_FAILED)
+		return 0;
+	if (__atomic_load_n(&t->magic, __ATOMIC_ACQUIRE) != SHMFS_TABLE_MAGIC ||
+	    t->version != SHMFS_TABLE_VERSION ||
+	    t->max_slots != SHMFS_MAX_SLOTS ||
+	    (pfd = (int)syscall(SYS_pidfd_open, t->daemon_pid, 0)) < 0) {
+		munmap((void *)t, sizeof(*t));
+		return 0;
+	}
+	if (!table_is_daemons(t, &st, pfd)) {
+		close(pfd);
+		munmap((void *)t, sizeof(*t));
+		return 0;
+	}
+	table_pidfd = pfd;
+	table = t;
+	return 1;
+}
+
+/* Only a table whose daemon still runs says anything. */
+static const struct shmfs_table *table_live(void)
+{
+	struct pollfd p = { .fd = table_pidfd, .events = POLLIN };
+
+	if (!table ||
+	    __atomic_load_n(&table->magic, __ATOMIC_ACQUIRE) !=
+		    SHMFS_TABLE_MAGIC ||
+	    poll(&p, 1, 0) != 0)
+		return NULL;
+	return table;
+}
+
+/* One entry, consistent, or -EAGAIN while the daemon keeps writing it. */
+static int table_entry(const struct shmfs_table *t, int slot,
+		       struct shmfs_ds *ds, uint32_t *live)
+{
+	const struct shmfs_table_entry *e = &t->entries[slot];
+	const uint64_t *src = (const uint64_t *)(const void *)&e->ds;
+	uint64_t words[sizeof(*ds) / 8];
+	int tries;
+	size_t i;
+
+	for (tries = 0; tries < 1000; tries++) {
+		uint32_t s1 = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+
+		if (s1 & 1)
+			continue;
+		*live = __atomic_load_n(&e->live, __ATOMIC_RELAXED);
+		for (i = 0; i < sizeof(words) / 8; i++)
+			words[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) == s1) {
+			memcpy(ds, words, sizeof(*ds));
+			return 0;
+		}
+	}
+	return -EAGAIN;
+}
+
+/* The slot of a live key, -ENOENT, or -EAGAIN. */
+static int table_key_slot(const struct shmfs_table *t, key_t key)
+{
+	int tries;
+
+	for (tries = 0; tries < 1000; tries++) {
+		uint32_t s1 = __atomic_load_n(&t->key_seq, __ATOMIC_ACQUIRE);
+		uint32_t idx, n = 0;
+		int found = -ENOENT;
+
+		if (s1 & 1)
+			continue;
+		idx = __atomic_load_n(&t->buckets[shmfs_table_bucket(key)],
+				      __ATOMIC_RELAXED);
+		while (idx && idx <= SHMFS_MAX_SLOTS && n++ < SHMFS_MAX_SLOTS) {
+			const struct shmfs_table_entry *e =
+				&t->entries[idx - 1];
+
+			if (__atomic_load_n(&e->ds.key, __ATOMIC_RELAXED) ==
+			    key) {
+				found = (int)idx - 1;
+				break;
+			}
+			idx = __atomic_load_n(&e->key_next, __ATOMIC_RELAXED);
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&t->key_seq, __ATOMIC_RELAXED) == s1)
+			return found;
+	}
+	return -EAGAIN;
+}
+
+/* getgroups(2) as perm.c asks: how many there are, even when more than
+ * size. */
+static int own_groups(void *arg, gid_t *list, int size)
+{
+	int n = getgroups(0, NULL);
+
+	(void)arg;
+	if (n < 0 || n > size)
+		return n < 0 ? -errno : n;
+	n = getgroups(size, list);
+	return n < 0 ? -errno : n;
+}
+
+/* ipcperm, the daemon's own (perm.c), with our own credentials. */
+static int table_perm(const struct shmfs_ds *d, int want)
+{
+	struct perm_obj o = {
+		.uid = d->uid,
+		.gid = d->gid,
+		.cuid = d->cuid,
+		.cgid = d->cgid,
+		.mode = d->mode & 0777,
+	};
+	struct perm_cred c;
+	int r;
+
+	perm_cred_init(&c, geteuid(), getegid(), getpid());
+	c.getgroups = own_groups;
+	r = perm_check(&c, &o, want);
+	perm_cred_fini(&c);
+	return r;
+}
+
+/*
+ * shmget of a key that exists, from the table: 0 with *id, or 1 when
+ * the daemon must decide (no such key, creation, or no table).
+ */
+int table_shmget(key_t key, size_t size, int shmflg, int *id)
+{
+	const struct shmfs_table *t = table_live();
+	struct shmfs_ds d;
+	uint32_t live;
+	int slot, r;
+
+	if (!t || key == IPC_PRIVATE)
+		return 1;
+	slot = table_key_slot(t, key);
+	if (slot < 0 || table_entry(t, slot, &d, &live) < 0 || !live ||
+	    d.key != key)
+		return 1;
+	if ((shmflg & (IPC_CREAT | IPC_EXCL)) == (IPC_CREAT | IPC_EXCL))
+		return -EEXIST;
+	if (size > d.segsz)
+		return -EINVAL;
+	r = table_perm(&d, (shmflg >> 6 | shmflg >> 3 | shmflg) & 7);
+	if (r < 0)
+		return r;
+	*id = d.shmid;
+	return 0;
+}
+
+/*
+ * IPC_STAT, SHM_STAT, SHM_STAT_ANY from the table: 0, -errno, or 1 when
+ * the daemon must answer.
+ */
+int table_stat(int id, int cmd, struct shmfs_ds *d, int *ret)
+{
+	const struct shmfs_table *t = table_live();
+	uint32_t live;
+	int r;
+
+	if (!t || table_entry(t, id & (SHMFS_MAX_SLOTS - 1), d, &live) < 0)
+		return 1;
+	if (!live || (cmd == IPC_STAT && d->shmid != id))
+		return -EINVAL;
+	if (cmd != SHM_STAT_ANY && (r = table_perm(d, 4)) < 0)
+		return r;
+	*ret = cmd == IPC_STAT ? 0 : d->shmid;
+	return 0;
+}
