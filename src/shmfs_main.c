@@ -40,15 +40,18 @@ struct options {
 		t, offsetof(struct options, p), 1 \
 	}
 
-static const struct fuse_opt option_spec[] = { SHMFS_OPT("shmmax=%s", shmmax),
-					       SHMFS_OPT("shmmin=%s", shmmin),
-					       SHMFS_OPT("shmmni=%s", shmmni),
-					       SHMFS_OPT("shmseg=%s", shmseg),
-					       SHMFS_OPT("shmall=%s", shmall),
-					       SHMFS_OPT("verbose", verbose),
-					       SHMFS_OPT("no_passthrough",
-							 no_passthrough),
-					       FUSE_OPT_END };
+/* clang-format off */
+static const struct fuse_opt option_spec[] = {
+	SHMFS_OPT("shmmax=%s", shmmax),
+	SHMFS_OPT("shmmin=%s", shmmin),
+	SHMFS_OPT("shmmni=%s", shmmni),
+	SHMFS_OPT("shmseg=%s", shmseg),
+	SHMFS_OPT("shmall=%s", shmall),
+	SHMFS_OPT("verbose", verbose),
+	SHMFS_OPT("no_passthrough", no_passthrough),
+	FUSE_OPT_END
+};
+/* clang-format on */
 
 /* Keep up to two non-option arguments; the mount point is the last. */
 static int opt_proc(void *data, const char *arg, int key,
@@ -280,103 +283,99 @@ static void free_options(struct options *o)
 	free(o->shmall);
 }
 
-int main(int argc, char *argv[])
+/*
+ * The command line, then the environment's usual mistakes: 0 to go on,
+ * -1 when help or the version was asked (and shown), else the exit
+ * status.
+ */
+static int parse_args(int argc, char *argv[], struct fuse_args *args,
+		      struct options *o, struct fuse_cmdline_opts *cl,
+		      struct seg_limits *given)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct fuse_cmdline_opts cl;
-	struct fuse_loop_config *loop;
-	struct options o = { 0 };
-	struct seg_config cfg = { 0 };
-	struct fuse_session *se = NULL;
-	dev_t dev = 0;
-	int ret = 2, err;
+	int ret;
 
-	memset(&cl, 0, sizeof(cl));
-	if (fuse_opt_parse(&args, &o, option_spec, opt_proc) == -1)
-		goto out_args;
+	if (fuse_opt_parse(args, o, option_spec, opt_proc) == -1)
+		return 2;
 	/* SOURCE (from fstab through mount.fuse3) names nothing: ignore it */
-	if (o.n_nonopt &&
-	    fuse_opt_add_arg(&args, o.nonopt[o.n_nonopt - 1]) != 0)
-		goto out_args;
-	if (o.n_nonopt && !wants_help_or_version(argc, argv)) {
-		if (parse_limits(&o, &cfg.given) < 0)
-			goto out_args;
-		ret = check_environment(o.nonopt[o.n_nonopt - 1]);
+	if (o->n_nonopt &&
+	    fuse_opt_add_arg(args, o->nonopt[o->n_nonopt - 1]) != 0)
+		return 2;
+	if (o->n_nonopt && !wants_help_or_version(argc, argv)) {
+		if (parse_limits(o, given) < 0)
+			return 2;
+		ret = check_environment(o->nonopt[o->n_nonopt - 1]);
 		if (ret)
-			goto out_args;
-		ret = 2;
+			return ret;
 	}
-	if (fuse_parse_cmdline(&args, &cl) != 0)
-		goto out_args;
-	if (cl.show_help) {
+	if (fuse_parse_cmdline(args, cl) != 0)
+		return 2;
+	if (cl->show_help) {
 		usage(argv[0]);
 		fuse_cmdline_help();
 		fuse_lowlevel_help();
-		ret = 0;
-		goto out_args;
+		return -1;
 	}
-	if (cl.show_version) {
+	if (cl->show_version) {
 		printf("shmfs version %s\n", SHMFS_VERSION);
 		fflush(stdout);
 		fuse_lowlevel_version();
-		ret = 0;
-		goto out_args;
+		return -1;
 	}
-	if (parse_limits(&o, &cfg.given) < 0)
-		goto out_args;
-	if (!cl.mountpoint) {
+	if (parse_limits(o, given) < 0)
+		return 2;
+	if (!cl->mountpoint) {
 		fprintf(stderr, "shmfs: no mount point given (try %s --help)\n",
 			argv[0]);
-		goto out_args;
+		return 2;
 	}
+	return 0;
+}
 
-	ret = 1;
+/* The table, told what it asks of the host and of the front end. */
+static int table_start(const struct options *o, struct seg_config *cfg)
+{
+	int err;
+
 	sysinfo_init();
-	cfg.host_limits = sysinfo_host_limits;
-	cfg.parent_of = sysinfo_parent;
-	cfg.children_of = sysinfo_children;
-	cfg.born = sysinfo_born;
-	cfg.next_born = sysinfo_next_born;
-	cfg.freed = ops_shmid_freed;
-	cfg.commit_room = sysinfo_commit_room;
-	if (!o.no_passthrough) {
-		cfg.backing_open = pt_backing_open;
-		cfg.backing_close = pt_backing_close;
-		cfg.memfd_budget = memfd_budget();
+	cfg->host_limits = sysinfo_host_limits;
+	cfg->parent_of = sysinfo_parent;
+	cfg->children_of = sysinfo_children;
+	cfg->born = sysinfo_born;
+	cfg->next_born = sysinfo_next_born;
+	cfg->freed = ops_shmid_freed;
+	cfg->commit_room = sysinfo_commit_room;
+	if (!o->no_passthrough) {
+		cfg->backing_open = pt_backing_open;
+		cfg->backing_close = pt_backing_close;
+		cfg->memfd_budget = memfd_budget();
 	}
-	cfg.pub = &pubtab_publisher; /* silent until pubtab_open */
-	err = seg_init(&cfg);
-	if (err) {
+	cfg->pub = &pubtab_publisher; /* silent until pubtab_open */
+	err = seg_init(cfg);
+	if (err)
 		fprintf(stderr, "shmfs: cannot create the segment arena: %s\n",
 			strerror(-err));
-		goto out_seg;
-	}
+	return err;
+}
 
-	if (fuse_opt_add_arg(&args, "-ofsname=shmfs,subtype=shmfs") != 0)
-		goto out_seg;
-	se = fuse_session_new(&args, &shmfs_ops, sizeof(shmfs_ops), NULL);
-	if (!se) {
-		ret = 2; /* libfuse has said which option it refused */
-		goto out_seg;
-	}
-	if (fuse_set_signal_handlers(se) != 0)
-		goto out_session;
-	if (fuse_session_mount(se, cl.mountpoint) != 0)
-		goto out_signals;
-	if (pt_install(se, !o.no_passthrough) != 0)
-		goto out_unmount;
-	err = sysinfo_mount_dev(cl.mountpoint, &dev);
+/* What a mounted daemon has beside the mount; only warnings here. */
+static void mount_extras(const struct fuse_cmdline_opts *cl, dev_t *dev)
+{
+	int err = sysinfo_mount_dev(cl->mountpoint, dev);
+
 	if (!err)
-		err = sysinfo_lift_bdi(dev);
+		err = sysinfo_lift_bdi(*dev);
 	if (err)
 		fprintf(stderr,
 			"shmfs: warning: cannot lift the dirty-page "
 			"limit of %s: %s\n",
-			cl.mountpoint, strerror(-err));
-	if (fuse_daemonize(cl.foreground) != 0)
-		goto out_unmount;
+			cl->mountpoint, strerror(-err));
+}
+
+static void serving_extras(dev_t dev)
+{
 	/* After daemonizing: the table carries the serving process's pid. */
-	err = pubtab_open(SHMFS_TABLE_DIR);
+	int err = pubtab_open(SHMFS_TABLE_DIR);
+
 	if (err)
 		fprintf(stderr,
 			"shmfs: warning: no published table in %s (%s): "
@@ -388,29 +387,55 @@ int main(int argc, char *argv[])
 			"shmfs: warning: no reaper (%s): a daemon killed "
 			"while it drops a name may need fusectl's abort\n",
 			strerror(-err));
-	if (ops_start(se, o.verbose || cl.debug, pubtab_path()) != 0)
-		goto out_unmount;
+}
 
-	if (cl.singlethread) {
-		ret = fuse_session_loop(se);
-	} else {
-		loop = fuse_loop_cfg_create();
-		if (!loop) {
-			ret = 1;
-			goto out_ops;
-		}
-		fuse_loop_cfg_set_clone_fd(loop, (unsigned)cl.clone_fd);
-		/* -o max_threads= when given; libfuse's default otherwise */
-		if (cl.max_threads > 0 && cl.max_threads <= 100000)
-			fuse_loop_cfg_set_max_threads(loop, cl.max_threads);
-		if (cl.max_idle_threads <= 100000)
-			fuse_loop_cfg_set_idle_threads(loop,
-						       cl.max_idle_threads);
-		ret = fuse_session_loop_mt(se, loop);
-		fuse_loop_cfg_destroy(loop);
-	}
-	ret = ret ? 1 : 0;
-out_ops:
+static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *cl)
+{
+	struct fuse_loop_config *loop;
+	int ret;
+
+	if (cl->singlethread)
+		return fuse_session_loop(se) ? 1 : 0;
+	loop = fuse_loop_cfg_create();
+	if (!loop)
+		return 1;
+	fuse_loop_cfg_set_clone_fd(loop, (unsigned)cl->clone_fd);
+	/* -o max_threads= when given; libfuse's default otherwise */
+	if (cl->max_threads > 0 && cl->max_threads <= 100000)
+		fuse_loop_cfg_set_max_threads(loop, cl->max_threads);
+	if (cl->max_idle_threads <= 100000)
+		fuse_loop_cfg_set_idle_threads(loop, cl->max_idle_threads);
+	ret = fuse_session_loop_mt(se, loop);
+	fuse_loop_cfg_destroy(loop);
+	return ret ? 1 : 0;
+}
+
+/* Mount, serve until unmounted, and undo the mount: the exit status. */
+static int mount_and_serve(struct fuse_args *args, const struct options *o,
+			   const struct fuse_cmdline_opts *cl)
+{
+	struct fuse_session *se;
+	dev_t dev = 0;
+	int ret = 1;
+
+	if (fuse_opt_add_arg(args, "-ofsname=shmfs,subtype=shmfs") != 0)
+		return 1;
+	se = fuse_session_new(args, &shmfs_ops, sizeof(shmfs_ops), NULL);
+	if (!se)
+		return 2; /* libfuse has said which option it refused */
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (fuse_session_mount(se, cl->mountpoint) != 0)
+		goto out_signals;
+	if (pt_install(se, !o->no_passthrough) != 0)
+		goto out_unmount;
+	mount_extras(cl, &dev);
+	if (fuse_daemonize(cl->foreground) != 0)
+		goto out_unmount;
+	serving_extras(dev);
+	if (ops_start(se, o->verbose || cl->debug, pubtab_path()) != 0)
+		goto out_unmount;
+	ret = serve(se, cl);
 	ops_stop();
 out_unmount:
 	pt_uninstall();
@@ -419,15 +444,30 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_session:
 	fuse_session_destroy(se);
-out_seg:
-	seg_fini();
-	pubtab_close();
-	sysinfo_fini();
-out_args:
+	return ret;
+}
+
+/* Options, the table, mount and serve, tear down. */
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_cmdline_opts cl = { 0 };
+	struct seg_config cfg = { 0 };
+	struct options o = { 0 };
+	int ret;
+
+	ret = parse_args(argc, argv, &args, &o, &cl, &cfg.given);
+	if (ret == 0) {
+		ret = table_start(&o, &cfg) ? 1
+					    : mount_and_serve(&args, &o, &cl);
+		seg_fini();
+		pubtab_close();
+		sysinfo_fini();
+	}
 	free(cl.mountpoint);
 	free_options(&o);
 	free(o.nonopt[0]);
 	free(o.nonopt[1]);
 	fuse_opt_free_args(&args);
-	return ret;
+	return ret < 0 ? 0 : ret;
 }
