@@ -123,13 +123,6 @@ void stat_dir(struct stat *st, fuse_ino_t ino, mode_t mode)
 	st->st_atime = st->st_mtime = st->st_ctime = O.mount_time;
 }
 
-static void stat_file(struct stat *st, fuse_ino_t ino, mode_t mode)
-{
-	stat_dir(st, ino, mode);
-	st->st_mode = S_IFREG | mode;
-	st->st_nlink = 1;
-}
-
 static void stat_seg(struct stat *st, const struct seg_view *v)
 {
 	memset(st, 0, sizeof(*st));
@@ -149,28 +142,15 @@ static void stat_seg(struct stat *st, const struct seg_view *v)
 
 int stat_node(fuse_ino_t ino, struct stat *st, double *timeout)
 {
+	/* the root's own nodes, by node id (INO_ROOT .. INO_TABLE) */
+	static const mode_t modes[] = { 0,
+					S_IFDIR | 0755,
+					S_IFREG | 0666,
+					S_IFDIR | 0755,
+					S_IFREG | 0444,
+					S_IFLNK | 0777 };
+
 	*timeout = TIMEOUT_LONG;
-	switch (ino) {
-	case INO_ROOT:
-		stat_dir(st, ino, 0755);
-		return 0;
-	case INO_CTL:
-		stat_file(st, ino, 0666);
-		return 0;
-	case INO_IDDIR:
-		stat_dir(st, ino, 0755);
-		return 0;
-	case INO_STATUS:
-		stat_file(st, ino, 0444);
-		return 0;
-	case INO_TABLE:
-		if (!O.table_path)
-			return -ENOENT;
-		stat_file(st, ino, 0777);
-		st->st_mode = S_IFLNK | 0777;
-		st->st_size = (off_t)strlen(O.table_path);
-		return 0;
-	}
 	if (ino_is_key(ino)) {
 		*timeout = TIMEOUT_NONE;
 		if (!seg_key_exists(ino_key(ino)))
@@ -178,7 +158,16 @@ int stat_node(fuse_ino_t ino, struct stat *st, double *timeout)
 		stat_dir(st, ino, 0755);
 		return 0;
 	}
-	return -ENOENT;
+	if (ino < INO_ROOT || ino > INO_TABLE ||
+	    (ino == INO_TABLE && !O.table_path))
+		return -ENOENT;
+	stat_dir(st, ino, modes[ino] & 0777);
+	st->st_mode = modes[ino];
+	if (!S_ISDIR(modes[ino]))
+		st->st_nlink = 1;
+	if (ino == INO_TABLE)
+		st->st_size = (off_t)strlen(O.table_path);
+	return 0;
 }
 
 /*
@@ -393,69 +382,54 @@ static void shmfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 /* ---- names that cannot change ---- */
 
+/* A call with no SysV meaning: EPERM, logged under -o verbose. */
+static void refuse(fuse_req_t req, const char *what)
+{
+	count_req(R_NAMESPACE);
+	reply_err(req, what, EPERM);
+}
+
 static void shmfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 			mode_t mode)
 {
-	count_req(R_NAMESPACE);
-	(void)parent;
-	(void)name;
-	(void)mode;
-	reply_err(req, "mkdir (segments are made by shmget)", EPERM);
+	(void)parent, (void)name, (void)mode;
+	refuse(req, "mkdir (segments are made by shmget)");
 }
 
 static void shmfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 			mode_t mode, dev_t rdev)
 {
-	count_req(R_NAMESPACE);
-	(void)parent;
-	(void)name;
-	(void)mode;
-	(void)rdev;
-	reply_err(req, "mknod (segments are made by shmget)", EPERM);
+	(void)parent, (void)name, (void)mode, (void)rdev;
+	refuse(req, "mknod (segments are made by shmget)");
 }
 
 static void shmfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 			 mode_t mode, struct fuse_file_info *fi)
 {
-	count_req(R_NAMESPACE);
-	(void)parent;
-	(void)name;
-	(void)mode;
-	(void)fi;
-	reply_err(req, "create (segments are made by shmget)", EPERM);
+	(void)parent, (void)name, (void)mode, (void)fi;
+	refuse(req, "create (segments are made by shmget)");
 }
 
 static void shmfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 			  const char *name)
 {
-	count_req(R_NAMESPACE);
-	(void)link;
-	(void)parent;
-	(void)name;
-	reply_err(req, "symlink", EPERM);
+	(void)link, (void)parent, (void)name;
+	refuse(req, "symlink");
 }
 
 static void shmfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent,
 		       const char *name)
 {
-	count_req(R_NAMESPACE);
-	(void)ino;
-	(void)parent;
-	(void)name;
-	reply_err(req, "link", EPERM);
+	(void)ino, (void)parent, (void)name;
+	refuse(req, "link");
 }
 
 static void shmfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 			 fuse_ino_t newparent, const char *newname,
 			 unsigned int flags)
 {
-	count_req(R_NAMESPACE);
-	(void)parent;
-	(void)name;
-	(void)newparent;
-	(void)newname;
-	(void)flags;
-	reply_err(req, "rename (a segment's name is its key and shmid)", EPERM);
+	(void)parent, (void)name, (void)newparent, (void)newname, (void)flags;
+	refuse(req, "rename (a segment's name is its key and shmid)");
 }
 
 static void shmfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -594,12 +568,31 @@ static void reply_status(fuse_req_t req, struct seg_status *st, size_t size,
 	free(buf);
 }
 
+/*
+ * Where size bytes at off of a segment are in the daemon's memory (cut at
+ * the segment's end): false when off is at or past the end.
+ */
+static bool seg_span(const struct seg_handle *h, off_t off, size_t size,
+		     struct fuse_bufvec *v)
+{
+	uint64_t end = seg_handle_size(h);
+
+	if (off < 0 || (uint64_t)off >= end)
+		return false;
+	if (size > end - (uint64_t)off)
+		size = (size_t)(end - (uint64_t)off);
+	v->buf[0].size = size;
+	v->buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	v->buf[0].fd = seg_handle_fd(h);
+	v->buf[0].pos = (off_t)seg_handle_offset(h) + off;
+	return true;
+}
+
 static void shmfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	OFILE_GET(of, fi);
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(0);
-	uint64_t end;
 
 	count_req(R_READ);
 	(void)ino;
@@ -621,18 +614,10 @@ static void shmfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	case OF_SEG:
 		break;
 	}
-	end = seg_handle_size(of->h);
-	if ((uint64_t)off >= end) {
+	if (!seg_span(of->h, off, size, &buf))
 		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	if (size > end - (uint64_t)off)
-		size = (size_t)(end - (uint64_t)off);
-	buf.buf[0].size = size;
-	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = seg_handle_fd(of->h);
-	buf.buf[0].pos = (off_t)seg_handle_offset(of->h) + off;
-	fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+	else
+		fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
 static void shmfs_write_buf(fuse_req_t req, fuse_ino_t ino,
@@ -642,7 +627,6 @@ static void shmfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 	OFILE_GET(of, fi);
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(0);
 	size_t size = fuse_buf_size(in);
-	uint64_t end;
 	ssize_t n;
 
 	count_req(R_WRITE);
@@ -655,18 +639,11 @@ static void shmfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 		reply_err(req, "write", of->kind == OF_STATUS ? EBADF : EINVAL);
 		return;
 	}
-	end = seg_handle_size(of->h);
-	if (off < 0 || (uint64_t)off >= end) {
+	if (!seg_span(of->h, off, size, &out)) {
 		/* as the sealed memfd of a passthrough segment answers */
 		reply_err(req, "write at or past the end of a segment", EPERM);
 		return;
 	}
-	if (size > end - (uint64_t)off)
-		size = (size_t)(end - (uint64_t)off);
-	out.buf[0].size = size;
-	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = seg_handle_fd(of->h);
-	out.buf[0].pos = (off_t)seg_handle_offset(of->h) + off;
 	n = fuse_buf_copy(&out, in, 0);
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);

@@ -14,14 +14,9 @@
 PERM_API void perm_cred_init(struct perm_cred *c, uid_t uid, gid_t gid,
 			     pid_t pid)
 {
-	c->uid = uid;
-	c->gid = gid;
-	c->pid = pid;
-	c->getgroups = NULL;
-	c->arg = NULL;
-	c->defer_groups = false;
-	c->ngroups = -1;
-	c->groups = NULL;
+	*c = (struct perm_cred){
+		.uid = uid, .gid = gid, .pid = pid, .ngroups = -1
+	};
 }
 
 PERM_API void perm_cred_fini(struct perm_cred *c)

@@ -647,17 +647,24 @@ static void seg_hold(struct seg *s, bool hold)
 		s->nlookup++;
 }
 
-int seg_lookup_name(key_t key, int shmid, bool hold, struct seg_view *v)
+/* The segment of shmid; with a key, only while it has that name. */
+static int lookup_shmid(int shmid, const key_t *key, bool hold,
+			struct seg_view *v)
 {
 	struct seg *s;
 	TABLE_LOCK();
 
 	s = seg_find_id(shmid);
-	if (!s || s->removed || s->ds.key != key)
+	if (!s || (key && (s->removed || s->ds.key != *key)))
 		return -ENOENT;
 	seg_hold(s, hold);
 	seg_fill_view(s, v);
 	return 0;
+}
+
+int seg_lookup_name(key_t key, int shmid, bool hold, struct seg_view *v)
+{
+	return lookup_shmid(shmid, &key, hold, v);
 }
 
 int seg_lookup_key(key_t key, struct seg_view *v)
@@ -674,15 +681,7 @@ int seg_lookup_key(key_t key, struct seg_view *v)
 
 int seg_lookup_id(int shmid, bool hold, struct seg_view *v)
 {
-	struct seg *s;
-	TABLE_LOCK();
-
-	s = seg_find_id(shmid);
-	if (!s)
-		return -ENOENT;
-	seg_hold(s, hold);
-	seg_fill_view(s, v);
-	return 0;
+	return lookup_shmid(shmid, NULL, hold, v);
 }
 
 int seg_lookup_serial(uint64_t serial, struct seg_view *v)

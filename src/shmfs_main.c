@@ -337,19 +337,22 @@ static int table_start(const struct options *o, struct seg_config *cfg)
 	int err;
 
 	sysinfo_init();
-	cfg->host_limits = sysinfo_host_limits;
-	cfg->parent_of = sysinfo_parent;
-	cfg->children_of = sysinfo_children;
-	cfg->born = sysinfo_born;
-	cfg->next_born = sysinfo_next_born;
-	cfg->freed = ops_shmid_freed;
-	cfg->commit_room = sysinfo_commit_room;
+	*cfg = (struct seg_config){
+		.given = cfg->given,
+		.host_limits = sysinfo_host_limits,
+		.parent_of = sysinfo_parent,
+		.children_of = sysinfo_children,
+		.born = sysinfo_born,
+		.next_born = sysinfo_next_born,
+		.freed = ops_shmid_freed,
+		.commit_room = sysinfo_commit_room,
+		.pub = &pubtab_publisher, /* silent until pubtab_open */
+	};
 	if (!o->no_passthrough) {
 		cfg->backing_open = pt_backing_open;
 		cfg->backing_close = pt_backing_close;
 		cfg->memfd_budget = memfd_budget();
 	}
-	cfg->pub = &pubtab_publisher; /* silent until pubtab_open */
 	err = seg_init(cfg);
 	if (err)
 		fprintf(stderr, "shmfs: cannot create the segment arena: %s\n",

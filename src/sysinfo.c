@@ -52,20 +52,15 @@ int sysinfo_init(void)
 
 void sysinfo_fini(void)
 {
-	if (fd_shmmax >= 0)
-		close(fd_shmmax);
-	if (fd_shmall >= 0)
-		close(fd_shmall);
-	if (fd_shmmni >= 0)
-		close(fd_shmmni);
-	if (fd_overcommit >= 0)
-		close(fd_overcommit);
-	if (fd_meminfo >= 0)
-		close(fd_meminfo);
-	if (fd_last_pid >= 0)
-		close(fd_last_pid);
-	fd_shmmax = fd_shmall = fd_shmmni = fd_last_pid = -1;
-	fd_overcommit = fd_meminfo = -1;
+	int *fds[] = { &fd_shmmax,     &fd_shmall,  &fd_shmmni,
+		       &fd_overcommit, &fd_meminfo, &fd_last_pid };
+	size_t i;
+
+	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
 }
 
 static uint64_t read_u64(int fd)

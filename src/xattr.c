@@ -11,42 +11,50 @@
 
 #include "front.h"
 
+/* user.shm.<name>, each field of shmid_ds as /proc/sysvipc/shm prints it:
+ * x hexadecimal, d signed, u unsigned, o octal (pids: xattr_pids). */
 static const char *const xattr_names[] = {
 	"key",	"shmid", "segsz", "cpid",  "lpid", "nattch", "cuid",
 	"cgid", "atime", "dtime", "ctime", "mode", "pids",
 };
+static const char xattr_fmt[] = "xdudduuudddo";
 #define N_XATTRS (sizeof(xattr_names) / sizeof(xattr_names[0]))
 
 static int xattr_value(const struct seg_view *v, const char *field, char *out,
 		       size_t size)
 {
 	const struct shmfs_ds *d = &v->ds;
+	const uint64_t val[] = {
+		(uint32_t)d->key,
+		(uint64_t)(int64_t)d->shmid,
+		d->segsz,
+		(uint64_t)(int64_t)d->cpid,
+		(uint64_t)(int64_t)d->lpid,
+		d->nattch,
+		d->cuid,
+		d->cgid,
+		(uint64_t)d->atime,
+		(uint64_t)d->dtime,
+		(uint64_t)d->ctime,
+		d->mode,
+	};
+	size_t i;
 
-	if (!strcmp(field, "key"))
-		return snprintf(out, size, "0x%08x", (unsigned)d->key);
-	if (!strcmp(field, "shmid"))
-		return snprintf(out, size, "%d", d->shmid);
-	if (!strcmp(field, "segsz"))
-		return snprintf(out, size, "%" PRIu64, d->segsz);
-	if (!strcmp(field, "cpid"))
-		return snprintf(out, size, "%d", d->cpid);
-	if (!strcmp(field, "lpid"))
-		return snprintf(out, size, "%d", d->lpid);
-	if (!strcmp(field, "nattch"))
-		return snprintf(out, size, "%" PRIu64, d->nattch);
-	if (!strcmp(field, "cuid"))
-		return snprintf(out, size, "%u", d->cuid);
-	if (!strcmp(field, "cgid"))
-		return snprintf(out, size, "%u", d->cgid);
-	if (!strcmp(field, "atime"))
-		return snprintf(out, size, "%" PRId64, d->atime);
-	if (!strcmp(field, "dtime"))
-		return snprintf(out, size, "%" PRId64, d->dtime);
-	if (!strcmp(field, "ctime"))
-		return snprintf(out, size, "%" PRId64, d->ctime);
-	if (!strcmp(field, "mode"))
-		return snprintf(out, size, "%#o", d->mode);
-	return -ENODATA;
+	for (i = 0; i < sizeof(val) / sizeof(val[0]); i++)
+		if (!strcmp(field, xattr_names[i]))
+			break;
+	switch (i < sizeof(val) / sizeof(val[0]) ? xattr_fmt[i] : 0) {
+	case 'x':
+		return snprintf(out, size, "0x%08" PRIx64, val[i]);
+	case 'd':
+		return snprintf(out, size, "%" PRId64, (int64_t)val[i]);
+	case 'u':
+		return snprintf(out, size, "%" PRIu64, val[i]);
+	case 'o':
+		return snprintf(out, size, "%#" PRIo64, val[i]);
+	default:
+		return -ENODATA;
+	}
 }
 
 static void reply_xattr_buf(fuse_req_t req, const char *buf, size_t len,
