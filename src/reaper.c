@@ -13,7 +13,10 @@
  * abort, which the reaper writes when the daemon's main thread has gone
  * and, a moment later, some thread is still there.  The reaper holds no
  * descriptor of the daemon's, so it never keeps the connection alive
- * itself.
+ * itself.  It holds the connection's fusectl directory from the start:
+ * connections are named by their device number, which a later mount may
+ * take once this one is gone, and an abort through the directory held
+ * can only ever reach this connection.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -62,20 +65,31 @@ static void sleep_ms(long ms)
 		;
 }
 
-/* fusectl's abort for the connection whose superblock is dev. */
-static int abort_connection(dev_t dev)
+/* The fusectl directory of the connection whose superblock is dev. */
+static int connection_dir(dev_t dev)
 {
 	char path[96];
-	int fd, err = 0;
+	int fd;
 
 	/* mounted by most systems; EBUSY when it is */
 	if (mount("fusectl", FUSECTL, "fusectl", 0, NULL) != 0 &&
 	    errno != EBUSY)
 		return -errno;
 	/* the kernel names a connection by its superblock's dev_t */
-	snprintf(path, sizeof(path), FUSECTL "/%u/abort",
+	snprintf(path, sizeof(path), FUSECTL "/%u",
 		 (unsigned)((major(dev) << 20) | minor(dev)));
-	fd = open(path, O_WRONLY | O_CLOEXEC);
+	fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* fusectl's abort; -ENOENT when the connection is gone already. */
+static int abort_connection(int dir)
+{
+	int fd, err = 0;
+
+	if (dir < 0)
+		return dir;
+	fd = openat(dir, "abort", O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (write(fd, "1", 1) != 1)
@@ -86,8 +100,8 @@ static int abort_connection(dev_t dev)
 
 static void reaper_main(pid_t daemon, dev_t dev)
 {
+	int dir = connection_dir(dev), waited, n;
 	sigset_t set;
-	int waited, n;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -110,7 +124,9 @@ static void reaper_main(pid_t daemon, dev_t dev)
 			_exit(0); /* its descriptors are closed or closing */
 		sleep_ms(10);
 	}
-	n = abort_connection(dev);
+	n = abort_connection(dir);
+	if (n == -ENOENT)
+		_exit(0); /* the connection went meanwhile */
 	fprintf(stderr,
 		"shmfs: the daemon (pid %d) died with a thread stuck in the "
 		"kernel; %s its FUSE connection %u:%u%s%s\n",
