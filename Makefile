@@ -42,7 +42,8 @@ DAEMON := $(B)/shmfs
 LIBSO := $(B)/libshmfs.so.$(SOVERSION)
 LIBA := $(B)/libshmfs.a
 PRELOAD := $(B)/libshmfs-preload.so
-UNIT := $(B)/test_seg $(B)/test_perm
+UNIT_NAMES := test_table test_attach test_segmem test_perm
+UNIT := $(addprefix $(B)/,$(UNIT_NAMES))
 
 .PHONY: all deps run stop check unit pytest install uninstall clean bench
 INSTALLED := $(DAEMON) $(LIBSO) $(B)/libshmfs.so $(LIBA) $(PRELOAD) \
@@ -74,7 +75,7 @@ $(PRELOAD): $(PRELOAD_SRC) $(LIB_DEPS) | $(B)
 	$(CC) $(LIB_CFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ $(PRELOAD_SRC) \
 		-ldl -lpthread
 
-$(B)/test_%: tests/unit/test_%.c $(CORE_SRC) $(wildcard src/*.h) | $(B)
+$(B)/test_%: tests/unit/test_%.c $(CORE_SRC) $(wildcard src/*.h tests/unit/*.h) | $(B)
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(CORE_SRC) -lpthread
 
 # Made every time: PREFIX may differ between `make` and `make install`.

@@ -50,12 +50,12 @@ fuzz-deps:
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends \
 		$$missing </dev/null
 
-$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard src/*.c src/*.h include/*.h) | $(B)
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard src/*.c src/*.h include/*.h tests/fuzz/*.h) | $(B)
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $< \
 		$(FUZZ_SRC_$*) -lpthread
 
-$(FUZZ_DIR)/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(wildcard src/*.c src/*.h include/*.h) | $(B)
+$(FUZZ_DIR)/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(wildcard src/*.c src/*.h include/*.h tests/fuzz/*.h) | $(B)
 	@mkdir -p $(FUZZ_DIR)
 	$(CC) $(WARN) $(FUZZ_CFLAGS) $(REPLAY_SAN) -o $@ $< tests/fuzz/replay.c \
 		$(FUZZ_SRC_$*) -lpthread

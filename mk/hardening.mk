@@ -61,7 +61,7 @@ check-asan: deps
 		all
 	@rm -rf $(ASAN_LOGS) && mkdir -p $(ASAN_LOGS) && chmod 1777 $(ASAN_LOGS)
 	@start=$$(date +%s); status=0; \
-	for t in $(ASAN_B)/test_seg $(ASAN_B)/test_perm; do \
+	for t in $(addprefix $(ASAN_B)/,$(UNIT_NAMES)); do \
 		echo "== $$t"; $(ASAN_ENV) $$t >/dev/null || status=1; done; \
 	$(ASAN_ENV) SHMFS_BUILD=$(abspath $(ASAN_B)) $(PYTHON) -m pytest \
 		-p no:cacheprovider -q $(PYTEST_ARGS) tests || status=1; \
