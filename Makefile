@@ -40,7 +40,9 @@ UNIT := $(B)/test_seg $(B)/test_perm
 .PHONY: all deps run stop check unit pytest install uninstall clean bench
 INSTALLED := $(DAEMON) $(LIBSO) $(B)/libshmfs.so $(LIBA) $(PRELOAD) \
 	$(B)/shmfs.pc
-all: $(INSTALLED) $(UNIT) progs
+.PHONY: installed
+all: $(INSTALLED) $(B)/shmfs-uninstalled.pc $(UNIT) progs
+installed: $(INSTALLED)
 
 $(B):
 	mkdir -p $(B)/obj $(B)/pic
@@ -70,6 +72,14 @@ $(B)/shmfs.pc: shmfs.pc.in FORCE | $(B)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 		-e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' $< >$@
 
+# `PKG_CONFIG_PATH=build pkg-config shmfs` before make install: pkg-config
+# takes NAME-uninstalled.pc first, which names this build (with an rpath,
+# so that a program built with it runs as it is) and this checkout's header.
+$(B)/shmfs-uninstalled.pc: shmfs.pc.in FORCE | $(B)
+	sed -e 's|@PREFIX@|$(abspath .)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		-e 's|@LIBDIR@|$(abspath $(B))|g' -e 's|@INCDIR@|$(abspath include)|g' \
+		-e 's|^Libs: .*|& -Wl,-rpath,$${libdir}|' $< >$@
+
 # Test and example programs: every tests/progs/*.c and examples/*.c.
 PROGS := $(patsubst tests/progs/%.c,$(B)/progs/%,$(wildcard tests/progs/*.c)) \
 	$(patsubst examples/%.c,$(B)/progs/%,$(wildcard examples/*.c))
@@ -90,8 +100,7 @@ run: deps
 	@sh scripts/run.sh "$(MNT)"
 
 stop:
-	@if mountpoint -q "$(MNT)"; then fusermount3 -u "$(MNT)" && \
-		echo "shmfs: unmounted $(MNT)"; else echo "shmfs: $(MNT) is not mounted"; fi
+	@sh scripts/stop.sh "$(MNT)"
 
 # Fragments in mk/ add targets and append to CHECK_EXTRA (run by check).
 CHECK_EXTRA :=

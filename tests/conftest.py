@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from stress import ismounted  # noqa: F401 (tests import it from here too)
+from stress import ismounted, mountinfo_unescape  # noqa: F401 (tests import them from here too)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shmfs_client  # noqa: E402
