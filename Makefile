@@ -106,9 +106,12 @@ stop:
 CHECK_EXTRA :=
 include $(wildcard mk/*.mk)
 
+# Every stage runs, also after a failure; scripts/check.sh ends with the
+# verdict line "check: N passed, M failed" and fails unless M is 0.
 check: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit pytest $(CHECK_EXTRA)
+	@MAKE='$(MAKE)' PYTHON='$(PYTHON)' sh scripts/check.sh unit pytest \
+		$(CHECK_EXTRA)
 
 unit: $(UNIT)
 	@for t in $(UNIT); do echo "== $$t"; $$t || exit 1; done
