@@ -11,6 +11,9 @@ LIBDIR := $(PREFIX)/lib
 INCDIR := $(PREFIX)/include
 MANDIR := $(PREFIX)/share/man
 PCDIR := $(LIBDIR)/pkgconfig
+# The preload library has no SONAME (no program links it): Debian keeps it
+# out of the linker's path, in $(LIBDIR)/shmfs (debian/rules).
+PRELOADDIR := $(LIBDIR)
 MNT ?= /shm
 PYTHON := /usr/bin/python3
 PYTEST_ARGS ?=
@@ -20,7 +23,9 @@ B := build
 WARN := -Wall -Wextra -Werror
 CFLAGS ?= -O2 -g
 SAN ?=
-ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN) -std=gnu11 -D_GNU_SOURCE -Iinclude \
+# CPPFLAGS and LDFLAGS as the environment gives them (dpkg-buildflags'
+# hardening in debian/rules).
+ALL_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) $(SAN) -std=gnu11 -D_GNU_SOURCE -Iinclude \
 	-DSHMFS_VERSION='"$(VERSION)"'
 FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
@@ -48,10 +53,12 @@ $(B):
 	mkdir -p $(B)/obj $(B)/pic
 
 $(DAEMON): $(DAEMON_SRC) $(wildcard src/*.h include/*.h) | $(B)
-	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) -o $@ $(DAEMON_SRC) $(FUSE_LIBS) -lpthread
+	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $(DAEMON_SRC) \
+		$(FUSE_LIBS) -lpthread
 
 $(LIBSO): $(LIB_SRC) $(wildcard lib/*.h include/*.h) | $(B)
-	$(CC) $(ALL_CFLAGS) -fPIC -shared -Wl,-soname,libshmfs.so.$(SOVERSION) \
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -fPIC -shared \
+		-Wl,-soname,libshmfs.so.$(SOVERSION) \
 		-Wl,--version-script=lib/libshmfs.map -o $@ $(LIB_SRC) -lpthread
 $(B)/libshmfs.so: $(LIBSO)
 	ln -sf libshmfs.so.$(SOVERSION) $@
@@ -59,8 +66,8 @@ $(LIBA): $(LIB_SRC) $(wildcard lib/*.h include/*.h) | $(B)
 	$(CC) $(ALL_CFLAGS) -c -o $(B)/obj/shmfs.o lib/shmfs.c
 	rm -f $@ && ar rcs $@ $(B)/obj/shmfs.o
 $(PRELOAD): $(PRELOAD_SRC) $(wildcard lib/*.h include/*.h) | $(B)
-	$(CC) $(ALL_CFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ $(PRELOAD_SRC) \
-		-ldl -lpthread
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ \
+		$(PRELOAD_SRC) -ldl -lpthread
 
 $(B)/test_%: tests/unit/test_%.c $(CORE_SRC) $(wildcard src/*.h) | $(B)
 	$(CC) $(ALL_CFLAGS) -Isrc -o $@ $< $(CORE_SRC) -lpthread
@@ -138,12 +145,13 @@ MOUNT_HELPER := mount.fuse.shmfs
 
 install: $(INSTALLED)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
-		$(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+		$(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+		$(DESTDIR)$(PRELOADDIR)
 	install -m 755 $(DAEMON) $(DESTDIR)$(BINDIR)/shmfs
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libshmfs.so.$(SOVERSION)
 	ln -sf libshmfs.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libshmfs.so
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libshmfs.a
-	install -m 755 $(PRELOAD) $(DESTDIR)$(LIBDIR)/libshmfs-preload.so
+	install -m 755 $(PRELOAD) $(DESTDIR)$(PRELOADDIR)/libshmfs-preload.so
 	install -m 644 include/shmfs.h $(DESTDIR)$(INCDIR)/shmfs.h
 	install -m 644 $(B)/shmfs.pc $(DESTDIR)$(PCDIR)/shmfs.pc
 	install -m 644 shmfs.1 $(DESTDIR)$(MANDIR)/man1/shmfs.1
@@ -156,7 +164,7 @@ install: $(INSTALLED)
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/shmfs $(DESTDIR)$(LIBDIR)/libshmfs.so.$(SOVERSION) \
 		$(DESTDIR)$(LIBDIR)/libshmfs.so $(DESTDIR)$(LIBDIR)/libshmfs.a \
-		$(DESTDIR)$(LIBDIR)/libshmfs-preload.so $(DESTDIR)$(INCDIR)/shmfs.h \
+		$(DESTDIR)$(PRELOADDIR)/libshmfs-preload.so $(DESTDIR)$(INCDIR)/shmfs.h \
 		$(DESTDIR)$(PCDIR)/shmfs.pc $(DESTDIR)$(MANDIR)/man1/shmfs.1 \
 		$(DESTDIR)$(MANDIR)/man3/libshmfs.3
 	if [ -n "$(MOUNT_HELPER_DIR)" ]; then \
