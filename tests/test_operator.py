@@ -262,3 +262,37 @@ def test_pkg_config_uses_the_uninstalled_build(shmfs, tmp_path):
     r = run([exe], lib_env(shmfs.root))  # no LD_LIBRARY_PATH: the rpath
     assert r.returncode == 0, r.stderr
     assert re.fullmatch(EXAMPLE_OUTPUT, r.stdout), r.stdout
+
+
+def test_pids_are_those_of_the_daemons_pid_namespace(shmfs):
+    """shmfs.1, OPERATING A MOUNT, PID namespaces: a client in a PID
+    namespace of its own is pid 1 there, and shmfs shows the pid the
+    daemon's namespace gives it, in IPC_STAT, the xattrs and status."""
+    import json
+    import shmfs_client
+    argv = ["unshare", "--pid", "--fork", "--kill-child"] + \
+        shmfs_client.script_argv(shmfs.root, ["pid"],
+                                 ["get", hex(KEY), "4096", "01600"],
+                                 ["attach", "@"], ["stat", "@"], ["wait"])
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        inner = json.loads(p.stdout.readline())
+        shmid = json.loads(p.stdout.readline())
+        p.stdout.readline()  # attach
+        ds = json.loads(p.stdout.readline())
+        with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+            outer = int(f.read().split()[0])
+        assert inner == 1
+        assert outer != 1
+        assert ds["cpid"] == outer and ds["lpid"] == outer, ds
+        seg = shmfs.seg_path(KEY, shmid)
+        assert os.getxattr(seg, "user.shm.cpid") == str(outer).encode()
+        assert os.getxattr(seg, "user.shm.pids").decode().startswith(
+            "%d:" % outer)
+        with open(shmfs.path("status")) as f:
+            rows = [l.split() for l in f.read().splitlines()[1:]]
+        assert [r[4] for r in rows if r[1] == str(shmid)] == [str(outer)]
+    finally:
+        out, err = p.communicate("\n", timeout=60)
+    assert p.returncode == 0, err
