@@ -174,7 +174,7 @@ def test_installed_daemon_man_pages_and_pkg_config(system):
     assert r.stdout.strip() == "0.1.0"
 
 
-def test_mount_t_fuse_shmfs_and_a_program_built_against_the_packages(system, tmp_path):
+def test_mount_t_fuse_shmfs_fstab_and_a_program_built_against_the_packages(system, tmp_path):
     mnt = tempfile.mkdtemp(prefix="shmfs-deb-")
     os.chmod(mnt, 0o755)
     env = dict(os.environ, SHMFS_ROOT=mnt)
@@ -211,6 +211,22 @@ def test_mount_t_fuse_shmfs_and_a_program_built_against_the_packages(system, tmp
         r = run(["umount", mnt])
         assert r.returncode == 0, r.stderr
         assert not ismounted(mnt)
+        deadline = time.monotonic() + 30
+        while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists("/proc/%d" % pid), "daemon still running"
+        # a line in fstab (here an fstab of the test's own: mount -T)
+        fstab = tmp_path / "fstab"
+        fstab.write_text("shmfs %s fuse.shmfs allow_other,shmmni=64 0 0\n" % mnt)
+        r = run(["mount", "-T", str(fstab), mnt])
+        assert r.returncode == 0, r.stderr
+        assert ismounted(mnt)
+        pid = int(os.readlink(os.path.join(mnt, ".table")).rsplit(".", 1)[1])
+        r = run(["ipcs", "-m", "-l"], env=dict(env, LD_PRELOAD=PRELOAD))
+        assert re.search(r"max number of segments = 64$", r.stdout, re.M), \
+            r.stdout + r.stderr
+        r = run(["umount", mnt])
+        assert r.returncode == 0, r.stderr
         deadline = time.monotonic() + 30
         while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
             time.sleep(0.05)
