@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 import shmfs_client as sc
+import stress
 from conftest import DATA_PATHS, kill_daemon_under
 from shmfs_client import IPC_CREAT, IPC_PRIVATE
 
@@ -31,20 +32,15 @@ def rss_kb(pid, field="RssAnon:"):
     raise AssertionError("no %s in /proc/%d/status" % (field, pid))
 
 
-def under_valgrind(pid):
-    return "valgrind" in os.readlink("/proc/%d/exe" % pid) or \
-        "memcheck" in os.readlink("/proc/%d/exe" % pid)
-
-
 def daemon_data_kb(pid):
     """What of the daemon's resident memory could hold segment data: its
     anonymous memory and the shared memory (memfds) it has mapped.  Under
-    valgrind (check-valgrind) the process is valgrind itself, whose
-    anonymous memory grows with its own shadow memory and translations
-    (9 MiB in a run where the daemon received no byte of data): there,
+    valgrind or ASan (stress.instrumented) anonymous memory also holds
+    their shadow memory and translations, which grew 9 MiB in a
+    check-valgrind run where the daemon received no byte of data: there,
     the memfd pages alone."""
     shmem = rss_kb(pid, "RssShmem:")
-    return shmem if under_valgrind(pid) else shmem + rss_kb(pid)
+    return shmem if stress.instrumented(pid) else shmem + rss_kb(pid)
 
 
 def test_memory_lives_where_the_data_path_says(shmfs_each_path):
