@@ -4,6 +4,7 @@
 # daemon gone) is removed and mounted afresh.  SHMFS_BUILD names another
 # build directory (the tests use it).
 set -eu
+# shellcheck source=scripts/mnt.sh
 . "$(dirname -- "$0")/mnt.sh"
 top=$(cd -- "$(dirname -- "$0")/.." && pwd)
 b=${SHMFS_BUILD:-$top/build}

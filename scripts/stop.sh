@@ -2,6 +2,7 @@
 # `make stop`: unmount the shmfs at $1, also when its daemon is gone (a
 # dead mount, ENOTCONN); when it is busy, say who holds it.
 set -eu
+# shellcheck source=scripts/mnt.sh
 . "$(dirname -- "$0")/mnt.sh"
 mnt=$(mnt_abs "${1:-/shm}")
 type=$(mnt_type "$mnt")
