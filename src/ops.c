@@ -1491,7 +1491,6 @@ void ops_shmid_freed(int shmid)
 static void *notifier_main(void *arg)
 {
 	(void)arg;
-	pthread_setname_np(pthread_self(), "shmfs-inval");
 	pthread_mutex_lock(&O.qlock);
 	for (;;) {
 		while (!O.qlen && !O.stopping)
@@ -1521,6 +1520,10 @@ int ops_start(struct fuse_session *se, int verbose, const char *table_path)
 	O.stopping = false;
 	if (pthread_create(&O.notifier, NULL, notifier_main, NULL) != 0)
 		return -EAGAIN;
+	/* Named here, not by the thread when it first runs: the name is
+	 * there before the first request is served (a loaded machine may run
+	 * the thread later, and tests find it by its name). */
+	pthread_setname_np(O.notifier, "shmfs-inval");
 	O.notifier_running = true;
 	return 0;
 }
