@@ -1,13 +1,12 @@
 #!/bin/sh
 # `make run`: mount shmfs at $1 in the background and show it working.
 # A second run finds the mount and shows it as it is; a dead mount (its
-# daemon gone) is removed and mounted afresh.  SHMFS_BUILD names another
-# build directory (the tests use it).
+# daemon gone) is removed and mounted afresh.
 set -eu
 # shellcheck source=scripts/mnt.sh
 . "$(dirname -- "$0")/mnt.sh"
 top=$(cd -- "$(dirname -- "$0")/.." && pwd)
-b=${SHMFS_BUILD:-$top/build}
+b=$top/build
 mnt=$(mnt_abs "${1:-/shm}")
 
 # A command, printed as a shell would read it back, then run.

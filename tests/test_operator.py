@@ -23,17 +23,11 @@ REPO = os.path.dirname(TESTS)
 KEY = 0x5eed
 
 
-def script(name, mnt, timeout=120):
-    """scripts/NAME.sh on mnt, with this run's build (SHMFS_BUILD)."""
-    env = dict(os.environ, SHMFS_BUILD=conftest.BUILD)
-    return subprocess.run(["sh", os.path.join(REPO, "scripts", name + ".sh"),
-                           mnt], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env=env)
-
-
 def make(*args, timeout=600):
-    """make in the checkout, as an operator types it."""
-    env = dict(os.environ, SHMFS_BUILD=conftest.BUILD)
+    """make in the checkout, as an operator types it: make run builds and
+    mounts build/ (a plain build, whose preload library the demo's ipcmk
+    can load, also during check-asan and check-valgrind)."""
+    env = dict(os.environ)
     return subprocess.run(["make", "-s", "--no-print-directory", "-C", REPO] +
                           list(args), capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, env=env)
