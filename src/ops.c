@@ -302,7 +302,7 @@ static void stat_seg(struct stat *st, const struct seg_view *v)
 	st->st_blocks = (blkcnt_t)(v->bytes / 512);
 	/* SysV leaves a time 0 until its event: ls -l would say "Jan 1
 	 * 1970".  Show the creation (ctime) there instead; the xattrs keep
-	 * the exact fields (shmfs.1, TIMES). */
+	 * the exact fields (shmfs.1, MAPPING). */
 	st->st_ctime = (time_t)v->ds.ctime;
 	st->st_atime = v->ds.atime ? (time_t)v->ds.atime : st->st_ctime;
 	st->st_mtime = v->ds.dtime ? (time_t)v->ds.dtime : st->st_ctime;
