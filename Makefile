@@ -11,6 +11,9 @@ LIBDIR := $(PREFIX)/lib
 INCDIR := $(PREFIX)/include
 MANDIR := $(PREFIX)/share/man
 PCDIR := $(LIBDIR)/pkgconfig
+# The preload library has no SONAME (no program links it): Debian keeps it
+# out of the linker's path, in $(LIBDIR)/shmfs (debian/rules).
+PRELOADDIR := $(LIBDIR)
 MNT ?= /shm
 PYTHON := /usr/bin/python3
 PYTEST_ARGS ?=
@@ -20,7 +23,9 @@ B := build
 WARN := -Wall -Wextra -Werror
 CFLAGS ?= -O2 -g
 SAN ?=
-ALL_CFLAGS = $(WARN) $(CFLAGS) $(SAN) -std=gnu11 -D_GNU_SOURCE -Iinclude \
+# CPPFLAGS and LDFLAGS as the environment gives them (dpkg-buildflags'
+# hardening in debian/rules).
+ALL_CFLAGS = $(WARN) $(CPPFLAGS) $(CFLAGS) $(SAN) -std=gnu11 -D_GNU_SOURCE -Iinclude \
 	-DSHMFS_VERSION='"$(VERSION)"'
 FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
@@ -48,16 +53,19 @@ UNIT := $(addprefix $(B)/,$(UNIT_NAMES))
 .PHONY: all deps run stop check unit pytest install uninstall clean bench
 INSTALLED := $(DAEMON) $(LIBSO) $(B)/libshmfs.so $(LIBA) $(PRELOAD) \
 	$(B)/shmfs.pc
-all: $(INSTALLED) $(UNIT) progs
+.PHONY: installed
+all: $(INSTALLED) $(B)/shmfs-uninstalled.pc $(UNIT) progs
+installed: $(INSTALLED)
 
 $(B):
 	mkdir -p $(B)/obj $(B)/pic
 
 $(DAEMON): $(DAEMON_SRC) $(wildcard src/*.h include/*.h) | $(B)
-	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) -o $@ $(DAEMON_SRC) $(FUSE_LIBS) -lpthread
+	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) $(LDFLAGS) -o $@ $(DAEMON_SRC) \
+		$(FUSE_LIBS) -lpthread
 
 $(LIBSO): $(LIB_SRC) $(LIB_DEPS) | $(B)
-	$(CC) $(LIB_CFLAGS) -fPIC -shared -Wl,-soname,libshmfs.so.$(SOVERSION) \
+	$(CC) $(LIB_CFLAGS) $(LDFLAGS) -fPIC -shared -Wl,-soname,libshmfs.so.$(SOVERSION) \
 		-Wl,--version-script=lib/libshmfs.map -o $@ $(LIB_SRC) -lpthread
 $(B)/libshmfs.so: $(LIBSO)
 	ln -sf libshmfs.so.$(SOVERSION) $@
@@ -72,7 +80,7 @@ $(LIBA): $(LIB_SRC) $(LIB_DEPS) | $(B)
 	objcopy --localize-hidden $(B)/obj/libshmfs.o
 	rm -f $@ && ar rcs $@ $(B)/obj/libshmfs.o
 $(PRELOAD): $(PRELOAD_SRC) $(LIB_DEPS) | $(B)
-	$(CC) $(LIB_CFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ $(PRELOAD_SRC) \
+	$(CC) $(LIB_CFLAGS) $(LDFLAGS) -fPIC -shared -DSHMFS_PRELOAD -o $@ $(PRELOAD_SRC) \
 		-ldl -lpthread
 
 $(B)/test_%: tests/unit/test_%.c $(CORE_SRC) $(wildcard src/*.h tests/unit/*.h) | $(B)
@@ -84,6 +92,14 @@ FORCE:
 $(B)/shmfs.pc: shmfs.pc.in FORCE | $(B)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 		-e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' $< >$@
+
+# `PKG_CONFIG_PATH=build pkg-config shmfs` before make install: pkg-config
+# takes NAME-uninstalled.pc first, which names this build (with an rpath,
+# so that a program built with it runs as it is) and this checkout's header.
+$(B)/shmfs-uninstalled.pc: shmfs.pc.in FORCE | $(B)
+	sed -e 's|@PREFIX@|$(abspath .)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		-e 's|@LIBDIR@|$(abspath $(B))|g' -e 's|@INCDIR@|$(abspath include)|g' \
+		-e 's|^Libs: .*|& -Wl,-rpath,$${libdir}|' $< >$@
 
 # Test and example programs: every tests/progs/*.c and examples/*.c.
 PROGS := $(patsubst tests/progs/%.c,$(B)/progs/%,$(wildcard tests/progs/*.c)) \
@@ -105,16 +121,18 @@ run: deps
 	@sh scripts/run.sh "$(MNT)"
 
 stop:
-	@if mountpoint -q "$(MNT)"; then fusermount3 -u "$(MNT)" && \
-		echo "shmfs: unmounted $(MNT)"; else echo "shmfs: $(MNT) is not mounted"; fi
+	@sh scripts/stop.sh "$(MNT)"
 
 # Fragments in mk/ add targets and append to CHECK_EXTRA (run by check).
 CHECK_EXTRA :=
 include $(wildcard mk/*.mk)
 
+# Every stage runs, also after a failure; scripts/check.sh ends with the
+# verdict line "check: N passed, M failed" and fails unless M is 0.
 check: deps
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory unit pytest $(CHECK_EXTRA)
+	@MAKE='$(MAKE)' PYTHON='$(PYTHON)' sh scripts/check.sh unit pytest \
+		$(CHECK_EXTRA)
 
 unit: $(UNIT)
 	@for t in $(UNIT); do echo "== $$t"; $$t || exit 1; done
@@ -141,12 +159,13 @@ MOUNT_HELPER := mount.fuse.shmfs
 
 install: $(INSTALLED)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
-		$(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+		$(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+		$(DESTDIR)$(PRELOADDIR)
 	install -m 755 $(DAEMON) $(DESTDIR)$(BINDIR)/shmfs
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libshmfs.so.$(SOVERSION)
 	ln -sf libshmfs.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libshmfs.so
 	install -m 644 $(LIBA) $(DESTDIR)$(LIBDIR)/libshmfs.a
-	install -m 755 $(PRELOAD) $(DESTDIR)$(LIBDIR)/libshmfs-preload.so
+	install -m 755 $(PRELOAD) $(DESTDIR)$(PRELOADDIR)/libshmfs-preload.so
 	install -m 644 include/shmfs.h $(DESTDIR)$(INCDIR)/shmfs.h
 	install -m 644 $(B)/shmfs.pc $(DESTDIR)$(PCDIR)/shmfs.pc
 	install -m 644 shmfs.1 $(DESTDIR)$(MANDIR)/man1/shmfs.1
@@ -159,7 +178,7 @@ install: $(INSTALLED)
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/shmfs $(DESTDIR)$(LIBDIR)/libshmfs.so.$(SOVERSION) \
 		$(DESTDIR)$(LIBDIR)/libshmfs.so $(DESTDIR)$(LIBDIR)/libshmfs.a \
-		$(DESTDIR)$(LIBDIR)/libshmfs-preload.so $(DESTDIR)$(INCDIR)/shmfs.h \
+		$(DESTDIR)$(PRELOADDIR)/libshmfs-preload.so $(DESTDIR)$(INCDIR)/shmfs.h \
 		$(DESTDIR)$(PCDIR)/shmfs.pc $(DESTDIR)$(MANDIR)/man1/shmfs.1 \
 		$(DESTDIR)$(MANDIR)/man3/libshmfs.3
 	if [ -n "$(MOUNT_HELPER_DIR)" ]; then \

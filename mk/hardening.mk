@@ -63,7 +63,8 @@ check-asan: deps
 	@start=$$(date +%s); status=0; \
 	for t in $(addprefix $(ASAN_B)/,$(UNIT_NAMES)); do \
 		echo "== $$t"; $(ASAN_ENV) $$t >/dev/null || status=1; done; \
-	$(ASAN_ENV) SHMFS_BUILD=$(abspath $(ASAN_B)) $(PYTHON) -m pytest \
+	$(ASAN_ENV) SHMFS_DAEMON_LOGS=$(ASAN_LOGS) \
+		SHMFS_BUILD=$(abspath $(ASAN_B)) $(PYTHON) -m pytest \
 		-p no:cacheprovider -q $(PYTEST_ARGS) tests || status=1; \
 	reports=$$(find $(ASAN_LOGS) -type f -size +0); \
 	if [ -n "$$reports" ]; then status=1; \
@@ -99,7 +100,8 @@ check-valgrind: deps
 			'$(abspath $(VG_B))/shmfs.real' '$(VG_OPTS)' \
 			>$(VG_B)/shmfs && chmod 755 $(VG_B)/shmfs
 	@start=$$(date +%s); status=0; \
-	SHMFS_BUILD=$(abspath $(VG_B)) $(PYTHON) -m pytest -p no:cacheprovider \
+	SHMFS_DAEMON_LOGS=$(VG_LOGS) \
+		SHMFS_BUILD=$(abspath $(VG_B)) $(PYTHON) -m pytest -p no:cacheprovider \
 		-q $(PYTEST_ARGS) tests || status=1; \
 	n=0; killed=0; for f in $(VG_LOGS)/vg.*; do [ -e "$$f" ] || continue; \
 		n=$$((n + 1)); \

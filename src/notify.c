@@ -56,7 +56,6 @@ void ops_shmid_freed(int shmid)
 static void *notifier_main(void *arg)
 {
 	(void)arg;
-	pthread_setname_np(pthread_self(), "shmfs-inval");
 	pthread_mutex_lock(&N.lock);
 	for (;;) {
 		while (!N.len && !N.stopping)
@@ -82,6 +81,10 @@ int notify_start(struct fuse_session *se)
 	N.stopping = false;
 	if (pthread_create(&N.thread, NULL, notifier_main, NULL) != 0)
 		return -EAGAIN;
+	/* Named here, not by the thread when it first runs: the name is
+	 * there before the first request is served (a loaded machine may run
+	 * the thread later, and tests find it by its name). */
+	pthread_setname_np(N.thread, "shmfs-inval");
 	N.running = true;
 	return 0;
 }

@@ -135,9 +135,12 @@ static void stat_seg(struct stat *st, const struct seg_view *v)
 	st->st_blksize = (blksize_t)O.page_size;
 	/* never under the table lock: an arena range is measured here */
 	st->st_blocks = (blkcnt_t)(seg_view_bytes(v) / 512);
-	st->st_atime = (time_t)v->ds.atime;
-	st->st_mtime = (time_t)v->ds.dtime;
+	/* SysV leaves a time 0 until its event: ls -l would say "Jan 1
+	 * 1970".  Show the creation (ctime) there instead; the xattrs keep
+	 * the exact fields (shmfs.1, MAPPING). */
 	st->st_ctime = (time_t)v->ds.ctime;
+	st->st_atime = v->ds.atime ? (time_t)v->ds.atime : st->st_ctime;
+	st->st_mtime = v->ds.dtime ? (time_t)v->ds.dtime : st->st_ctime;
 }
 
 int stat_node(fuse_ino_t ino, struct stat *st, double *timeout)

@@ -198,7 +198,8 @@ static bool shmfs_mounted_at(const char *path)
 		return false;
 	while (!found && fgets(line, sizeof(line), f))
 		found = sscanf(line, "%*d %*d %*s %*s %4095s", mp) == 1 &&
-			!strcmp(mp, path) && strstr(line, " - fuse.shmfs ");
+			sysinfo_mountinfo_path_is(mp, path) &&
+			strstr(line, " - fuse.shmfs ");
 	fclose(f);
 	return found;
 }

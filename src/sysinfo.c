@@ -336,6 +336,33 @@ static int write_sys(const char *dir, const char *name, const char *val)
 }
 
 /*
+ * Does a mount point field of mountinfo (or /proc/mounts) name path?  The
+ * kernel writes space, tab, newline and backslash as \ooo (a mount at
+ * "/tmp/a b" reads "/tmp/a\040b"), so compare decoded.
+ */
+bool sysinfo_mountinfo_path_is(const char *field, const char *path)
+{
+	const char *f = field;
+
+	for (;; path++) {
+		char c = *f;
+
+		if (c == '\\' && f[1] >= '0' && f[1] <= '3' && f[2] >= '0' &&
+		    f[2] <= '7' && f[3] >= '0' && f[3] <= '7') {
+			c = (char)((f[1] - '0') << 6 | (f[2] - '0') << 3 |
+				   (f[3] - '0'));
+			f += 4;
+		} else {
+			f++;
+		}
+		if (c != *path)
+			return false;
+		if (!c)
+			return true;
+	}
+}
+
+/*
  * The device of the newest FUSE mount at mountpoint, from
  * /proc/self/mountinfo: never stat the mount itself, that would be a
  * request to this very daemon.
@@ -354,7 +381,8 @@ int sysinfo_mount_dev(const char *mountpoint, dev_t *dev)
 
 		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &a, &b, mp) != 3)
 			continue;
-		if (!strcmp(mp, mountpoint) && strstr(line, " - fuse")) {
+		if (sysinfo_mountinfo_path_is(mp, mountpoint) &&
+		    strstr(line, " - fuse")) {
 			*dev = makedev(a, b);
 			found = true; /* keep the last: the newest mount */
 		}

@@ -2,6 +2,7 @@
 #ifndef SHMFS_SYSINFO_H
 #define SHMFS_SYSINFO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -20,6 +21,8 @@ uint64_t sysinfo_memlock(pid_t pid);
 uint64_t sysinfo_born(pid_t tgid);
 uint64_t sysinfo_next_born(void);
 uint64_t sysinfo_commit_room(void);
+/* A mount point as mountinfo escapes it (\\040 for a space) names path. */
+bool sysinfo_mountinfo_path_is(const char *field, const char *path);
 /* The device of the FUSE mount at mountpoint, without asking the mount. */
 int sysinfo_mount_dev(const char *mountpoint, dev_t *dev);
 /* Lift the per-mount dirty limit of that device (see FUSE-NOTES). */

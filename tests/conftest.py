@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from stress import ismounted  # noqa: F401 (tests import it from here too)
+from stress import ismounted, mountinfo_unescape  # noqa: F401 (tests import them from here too)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shmfs_client  # noqa: E402
@@ -83,6 +83,64 @@ SUSPICIOUS = re.compile(
 # The reaper's word when a killed daemon could not finish dying (reaper.c)
 REAPER_ABORTED = (r"^shmfs: the daemon \(pid \d+\) died with a thread stuck "
                   r"in the kernel; aborted its FUSE connection \d+:\d+$")
+
+
+# check-asan and check-valgrind name the directory where each daemon
+# writes its sanitizer or valgrind log, named after its pid (asan.shmfs.PID,
+# ubsan.shmfs.PID, vg.PID): a test whose daemon reported an error fails,
+# with the log, so that one red run names the test and shows the report.
+DAEMON_LOGS = os.environ.get("SHMFS_DAEMON_LOGS")
+_pids_of_test = []  # daemons started by the running test
+
+
+def daemon_logs(pid):
+    """{path: text} of the sanitizer or valgrind logs of daemon pid."""
+    logs = {}
+    if not DAEMON_LOGS or pid is None:
+        return logs
+    try:
+        names = os.listdir(DAEMON_LOGS)
+    except OSError:
+        return logs
+    for n in sorted(names):
+        if n == "vg.%d" % pid or (n.endswith(".%d" % pid) and
+                                  n.split(".")[0] in ("asan", "ubsan")):
+            path = os.path.join(DAEMON_LOGS, n)
+            try:
+                with open(path, errors="replace") as f:
+                    logs[path] = f.read()
+            except OSError:
+                pass
+    return logs
+
+
+def daemon_log_problems(pid):
+    """A valgrind log whose error summary is not 0, or any sanitizer
+    report, of daemon pid; a killed daemon's log has no summary yet."""
+    problems = []
+    for path, text in daemon_logs(pid).items():
+        m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+        bad = (m is not None and m.group(1) != "0") if \
+            os.path.basename(path).startswith("vg.") else bool(text.strip())
+        if bad:
+            problems.append("daemon report %s:\n%s" % (path, text[-30000:]))
+    return problems
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    del _pids_of_test[:]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows the logs of the daemons it started."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and DAEMON_LOGS:
+        for pid in _pids_of_test:
+            for path, text in daemon_logs(pid).items():
+                rep.sections.append(("daemon log " + path, text[-30000:]))
 
 
 def until(pred, timeout=10.0, step=0.01):
@@ -204,6 +262,7 @@ class Mount:
         self.argv = argv
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=self._outf, stderr=self._errf)
+        _pids_of_test.append(self.proc.pid)
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while True:
             if ismounted(self.root) and os.path.ismount(self.root):
@@ -280,6 +339,8 @@ class Mount:
             elif rc != self.expect_exit:
                 problems.append("daemon exited with status %d, expected %d"
                                 % (rc, self.expect_exit))
+        if self.proc is not None and self.proc.returncode is not None:
+            problems += daemon_log_problems(self.proc.pid)
         if ismounted(self.root):
             subprocess.run(["umount", "-l", self.root], capture_output=True)
             problems.append("still mounted after teardown")

@@ -56,12 +56,18 @@ def default_build():
                            os.path.join(REPO, "build"))
 
 
+def mountinfo_unescape(field):
+    """A mount point as mountinfo writes it, with \\ooo escapes (a space
+    is \\040) decoded; other bytes, UTF-8 included, stay as they are."""
+    return re.sub(r"\\([0-3][0-7][0-7])", lambda m: chr(int(m.group(1), 8)),
+                  field)
+
+
 def ismounted(path):
     path = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            mp = line.split()[4].encode().decode("unicode_escape")
-            if mp == path:
+            if mountinfo_unescape(line.split()[4]) == path:
                 return True
     return False
 
@@ -255,7 +261,7 @@ def mount_minor(root):
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
-            mp = fields[4].encode().decode("unicode_escape")
+            mp = mountinfo_unescape(fields[4])
             if mp == path and " - fuse" in line:
                 minor = int(fields[2].split(":")[1])
     return minor

@@ -6,6 +6,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -116,8 +117,26 @@ def test_segment_file_stat_maps_shmid_ds(shmfs, client):
     assert st.st_size == 4097
     assert st.st_ino == shmid
     assert st.st_nlink == 1
-    assert st.st_atime == 0 and st.st_mtime == 0
+    # atime and dtime are 0 until set: the file shows the creation there
+    assert ds["atime"] == 0 and ds["dtime"] == 0
     assert int(st.st_ctime) == ds["ctime"]
+    assert st.st_atime == st.st_mtime == st.st_ctime
+
+
+def test_new_segment_lists_with_the_time_it_was_made(shmfs, client):
+    """ls -l of a segment made a second ago does not say Jan 1 1970 (the
+    xattrs keep the SysV zeros)."""
+    before = int(time.time())
+    shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
+    p = shmfs.seg_path(KEY, shmid)
+    st = os.stat(p)
+    assert before <= st.st_mtime <= time.time() + 1
+    assert before <= st.st_atime <= time.time() + 1
+    assert os.getxattr(p, "user.shm.atime") == b"0"
+    assert os.getxattr(p, "user.shm.dtime") == b"0"
+    r = subprocess.run(["ls", "-l", "--time-style=+%Y", p],
+                       capture_output=True, text=True, check=True)
+    assert " %s " % time.strftime("%Y") in r.stdout, r.stdout
 
 
 def test_segment_file_times_follow_attach_and_detach(shmfs, client):
@@ -127,7 +146,7 @@ def test_segment_file_times_follow_attach_and_detach(shmfs, client):
     st = os.stat(p)
     ds = client.stat(shmid)
     assert ds["atime"] > 0 and st.st_atime == ds["atime"]
-    assert st.st_mtime == 0 and ds["dtime"] == 0
+    assert ds["dtime"] == 0 and st.st_mtime == ds["ctime"]
     a.detach()
     st = os.stat(p)
     ds = client.stat(shmid)
@@ -175,7 +194,8 @@ def test_ls_l_shows_mode_owner_size_and_name(shmfs, client):
     f = lines[1].split()
     ctime = client.stat(shmid)["ctime"]
     assert f[0] == "-rw-r-----"
-    assert f[1:7] == ["1", "1000", "1000", "4097", "0", str(shmid)]  # mtime=dtime 0
+    # never detached: the modification time shows the creation (ctime)
+    assert f[1:7] == ["1", "1000", "1000", "4097", str(ctime), str(shmid)]
     out = subprocess.run(["ls", "-l", "--time-style=+%s", "-c", shmfs.path("0x0000162e")],
                          capture_output=True, text=True, check=True).stdout
     f = out.splitlines()[1].split()

@@ -126,7 +126,8 @@ def test_mount_serves_other_users_with_allow_other(shmfs):
 
 def test_mount_is_a_fuse_mount_without_default_permissions(shmfs):
     with open("/proc/self/mountinfo") as f:
-        rows = [l.split() for l in f if l.split()[4] == shmfs.root]
+        rows = [l.split() for l in f
+                if conftest.mountinfo_unescape(l.split()[4]) == shmfs.root]
     assert len(rows) == 1
     row = rows[0]
     sep = row.index("-")

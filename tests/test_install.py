@@ -158,7 +158,7 @@ def test_example_builds_with_pkg_config_and_runs(dest, shmfs, tmp_path):
 # per step; on any failure it still unmounts, stops every daemon it
 # started and uninstalls.
 MOUNT_SCRIPT = textwrap.dedent(r'''
-    import os, signal, subprocess, sys, time
+    import os, re, signal, subprocess, sys, time
     repo, build, mnt, work, runtimes = sys.argv[1:6]
     daemons = set()
     # An ASan build of the library loads only after its runtime.
@@ -176,7 +176,9 @@ MOUNT_SCRIPT = textwrap.dedent(r'''
         with open("/proc/self/mountinfo") as f:
             for ln in f:
                 w = ln.split()
-                if w[4] == mnt:
+                # mountinfo writes a space as \040 (a tab, a newline so)
+                if re.sub(r"\\([0-3][0-7]{2})",
+                          lambda m: chr(int(m.group(1), 8)), w[4]) == mnt:
                     sep = w.index("-")
                     return w[sep + 1], w[sep + 2], w[5], w[sep + 3]
         return None
