@@ -160,7 +160,7 @@ MOUNT_HELPER := mount.fuse.shmfs
 install: $(INSTALLED)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) \
 		$(DESTDIR)$(PCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
-		$(DESTDIR)$(PRELOADDIR)
+		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(PRELOADDIR)
 	install -m 755 $(DAEMON) $(DESTDIR)$(BINDIR)/shmfs
 	install -m 755 $(LIBSO) $(DESTDIR)$(LIBDIR)/libshmfs.so.$(SOVERSION)
 	ln -sf libshmfs.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libshmfs.so
@@ -170,6 +170,7 @@ install: $(INSTALLED)
 	install -m 644 $(B)/shmfs.pc $(DESTDIR)$(PCDIR)/shmfs.pc
 	install -m 644 shmfs.1 $(DESTDIR)$(MANDIR)/man1/shmfs.1
 	install -m 644 libshmfs.3 $(DESTDIR)$(MANDIR)/man3/libshmfs.3
+	install -m 644 shmfs.7 $(DESTDIR)$(MANDIR)/man7/shmfs.7
 	if [ -n "$(MOUNT_HELPER_DIR)" ]; then \
 		install -d $(DESTDIR)$(MOUNT_HELPER_DIR) && \
 		ln -sf $(MOUNT_FUSE3) $(DESTDIR)$(MOUNT_HELPER_DIR)/$(MOUNT_HELPER); \
@@ -180,7 +181,7 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libshmfs.so $(DESTDIR)$(LIBDIR)/libshmfs.a \
 		$(DESTDIR)$(PRELOADDIR)/libshmfs-preload.so $(DESTDIR)$(INCDIR)/shmfs.h \
 		$(DESTDIR)$(PCDIR)/shmfs.pc $(DESTDIR)$(MANDIR)/man1/shmfs.1 \
-		$(DESTDIR)$(MANDIR)/man3/libshmfs.3
+		$(DESTDIR)$(MANDIR)/man3/libshmfs.3 $(DESTDIR)$(MANDIR)/man7/shmfs.7
 	if [ -n "$(MOUNT_HELPER_DIR)" ]; then \
 		rm -f $(DESTDIR)$(MOUNT_HELPER_DIR)/$(MOUNT_HELPER); fi
 

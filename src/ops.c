@@ -530,7 +530,7 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 			reply_err(req, attach ? "shmat" : "open", -err);
 			return;
 		}
-		/* One page cache for every opener: see FUSE-NOTES.  A
+		/* One page cache for every opener (shmfs(7), DATA).  A
 		 * passthrough open has none, and the kernel refuses it
 		 * any flag but noflush and direct_io. */
 		fi->keep_cache = !seg_handle_backing(of->h);

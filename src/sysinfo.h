@@ -25,7 +25,7 @@ uint64_t sysinfo_commit_room(void);
 bool sysinfo_mountinfo_path_is(const char *field, const char *path);
 /* The device of the FUSE mount at mountpoint, without asking the mount. */
 int sysinfo_mount_dev(const char *mountpoint, dev_t *dev);
-/* Lift the per-mount dirty limit of that device (see FUSE-NOTES). */
+/* Lift the per-mount dirty limit of that device (shmfs(7), DATA). */
 int sysinfo_lift_bdi(dev_t dev);
 
 #endif

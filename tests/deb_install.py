@@ -32,6 +32,7 @@ PRELOAD = LIB + "/shmfs/libshmfs-preload.so"
 # What each package must hold (beyond /usr/share/doc/PKG).
 EXPECTED = {
     "shmfs": ["/usr/bin/shmfs", "/usr/share/man/man1/shmfs.1.gz",
+              "/usr/share/man/man7/shmfs.7.gz",
               "/lib/systemd/system/shmfs@.service",
               "/usr/share/doc/shmfs/examples/shm.mount",
               "/usr/share/doc/shmfs/README.gz"],

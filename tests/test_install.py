@@ -34,6 +34,7 @@ LAYOUT = {
     "usr/local/lib/pkgconfig/shmfs.pc": 0o644,
     "usr/local/share/man/man1/shmfs.1": 0o644,
     "usr/local/share/man/man3/libshmfs.3": 0o644,
+    "usr/local/share/man/man7/shmfs.7": 0o644,
     # mount(8) looks for mount.TYPE helpers in /sbin only.
     "sbin/mount.fuse.shmfs": "link:/sbin/mount.fuse3",
 }
@@ -85,7 +86,8 @@ def test_install_lays_out_exactly_the_files(dest):
     assert "libdir=/usr/local/lib\n" in pc
     assert "includedir=/usr/local/include\n" in pc
     for page in ("usr/local/share/man/man1/shmfs.1",
-                 "usr/local/share/man/man3/libshmfs.3"):
+                 "usr/local/share/man/man3/libshmfs.3",
+                 "usr/local/share/man/man7/shmfs.7"):
         r = subprocess.run(["man", "--warnings", "-l", "-P", "cat",
                             dest / page], capture_output=True, text=True,
                            env=dict(os.environ, MANWIDTH="80"))
