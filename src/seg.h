@@ -1,7 +1,9 @@
 /*
- * The shmid_ds table: segments by key and by shmid, limits, attaches and
- * the memory behind each segment.  Nothing here knows about FUSE; every
- * function takes the table lock itself and returns 0 or -errno.
+ * The shmid_ds table, as the front end sees it: segments by key and by
+ * shmid, limits, attaches and the memory behind each segment (seg.c,
+ * attach.c, segmem.c, status.c; seg_impl.h is theirs alone).  Nothing
+ * here knows about FUSE; every function takes the table lock itself and
+ * returns 0 or -errno.
  */
 #ifndef SHMFS_SEG_H
 #define SHMFS_SEG_H
