@@ -20,6 +20,7 @@ import tempfile
 import pytest
 
 import shmfs_client as sc
+from stress import vm_kb
 from conftest import BUILD, run_as_user
 from shmfs_client import IPC_CREAT
 
@@ -37,14 +38,6 @@ def stranger_py(code, *args, **kw):
                     **kw)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
-
-
-def vm_rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
 
 
 # -- finding 4: status costs the daemon no copy of the table per open ----------
@@ -69,7 +62,7 @@ def test_status_opens_held_by_a_stranger_cost_no_copy_of_the_table(shmfs,
     text = sc.read_status(shmfs.root)
     assert text.count("\n") == nsegs + 1
     pid = shmfs.proc.pid
-    before = vm_rss_kb(pid)
+    before = vm_kb(pid)["VmRSS"]
     p = subprocess.Popen(
         ["setpriv", "--reuid=%d" % STRANGER, "--regid=%d" % STRANGER,
          "--clear-groups", sys.executable, "-c", HOLD_STATUS, status,
@@ -80,7 +73,7 @@ def test_status_opens_held_by_a_stranger_cost_no_copy_of_the_table(shmfs,
         line = p.stdout.readline()
         assert line == "ready\n", p.stderr.read() if p.poll() is not None \
             else line
-        after = vm_rss_kb(pid)
+        after = vm_kb(pid)["VmRSS"]
     finally:
         p.stdin.close()
         p.wait(timeout=60)
