@@ -635,7 +635,8 @@ static void forks_prune(pid_t parent, struct kid *kids, int nkids)
 		if (!p || !p->nsessions)
 			kids[ncand++] = kids[i];
 	}
-	qsort(kids, (size_t)ncand, sizeof(*kids), cmp_born_desc);
+	if (ncand) /* kids is NULL when there are none */
+		qsort(kids, (size_t)ncand, sizeof(*kids), cmp_born_desc);
 	qsort(forks, (size_t)n, sizeof(*forks), cmp_since_desc);
 	for (i = 0; i < n; i++) {
 		while (j < ncand && born_after(forks[i], kids[j].born)) {

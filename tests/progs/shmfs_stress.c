@@ -1599,10 +1599,13 @@ static void usage(void)
  * (make check-asan preloads ASan into it).  Its parent may SIGKILL it at
  * any moment, and a leak check of a process being killed cannot stop its
  * threads and writes a report saying so; `true` has nothing to leak.
+ * Nor does it load the preload library: the exec itself is the detach
+ * (the control node is O_CLOEXEC), and a worker that became uid 1000
+ * may not be able to read a build in root's 0700 directory.
  */
 static void make_exec_env(void)
 {
-	size_t n = 0, i;
+	size_t n = 0, i, j = 0;
 
 	while (environ[n])
 		n++;
@@ -1611,10 +1614,14 @@ static void make_exec_env(void)
 		exec_env = environ;
 		return;
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		if (!strncmp(environ[i], "LD_PRELOAD=", 11))
+			continue;
 		if (strncmp(environ[i], "ASAN_OPTIONS=", 13) ||
-		    asprintf(&exec_env[i], "%s:detect_leaks=0", environ[i]) < 0)
-			exec_env[i] = environ[i];
+		    asprintf(&exec_env[j], "%s:detect_leaks=0", environ[i]) < 0)
+			exec_env[j] = environ[i];
+		j++;
+	}
 }
 
 int main(int argc, char **argv)
