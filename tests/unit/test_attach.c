@@ -499,36 +499,18 @@ static void test_fork_older_child_is_not_the_pending_one(void)
 {
 	struct perm_cred parent = who(ALICE, AGRP, 100);
 	struct perm_cred child = who(ALICE, AGRP, 600);
-	struct seg_config cfg;
 	uint64_t token;
 	uint32_t count;
 	int a;
 
-	setup(&std_limits);
-	/* the same table, now with start times */
-	seg_fini();
-	cfg = (struct seg_config){
-		.given = std_limits,
-		.host_limits = fake_host_limits,
-		.parent_of = fake_parent_of,
-		.born = fake_start_time,
-		.next_born = fake_ticks_now,
-		.freed = fake_freed,
-		.now = fake_now,
-		.page_size = PAGE,
-	};
-	REQUIRE(CHECK_EQ(seg_init(&cfg), 0));
-	memset(fake_starts, 0, sizeof(fake_starts));
+	a = fork_setup();
+	REQUIRE(CHECK(a > 0));
 	fake_parent(500, 100);	/* forked at tick 10, long before */
 	fake_parent(600, 100);	/* forked at tick 50, the pending fork */
 	fake_parent(700, 100);	/* the same, killed before it claimed */
 	fake_starts[500] = 10;
 	fake_starts[600] = 50;
 	fake_starts[700] = 50;
-	seg_session_open(CTL(100), 100);
-	a = get(KEY, 100, IPC_CREAT | 0600);
-	REQUIRE(CHECK(a > 0));
-	REQUIRE(CHECK_EQ(attach(a, 100), 0));
 	fake_ticks = 50;
 	REQUIRE(CHECK_EQ(seg_fork(CTL(100), &parent, &token, &count), 0));
 	CHECK_UEQ(nattch(a), 2);
