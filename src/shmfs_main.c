@@ -393,6 +393,14 @@ static void serving_extras(dev_t dev)
 			strerror(-err));
 }
 
+/* Is the mount of device dev still at mountpoint (mountinfo says)? */
+static bool still_mounted(const char *mountpoint, dev_t dev)
+{
+	dev_t now;
+
+	return sysinfo_mount_dev(mountpoint, &now) == 0 && now == dev;
+}
+
 static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *cl)
 {
 	struct fuse_loop_config *loop;
@@ -440,6 +448,11 @@ static int mount_and_serve(struct fuse_args *args, const struct options *o,
 	if (ops_start(se, o->verbose || cl->debug, pubtab_path()) != 0)
 		goto out_unmount;
 	ret = serve(se, cl);
+	/* The kernel aborts the connection as it unmounts, and a worker
+	 * reading a request just then gets ECONNABORTED, which libfuse
+	 * reports as an error: unmounted is a clean end all the same. */
+	if (ret && dev && !still_mounted(cl->mountpoint, dev))
+		ret = 0;
 	ops_stop();
 out_unmount:
 	pt_uninstall();
