@@ -22,6 +22,7 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TESTS)
 sys.path.insert(0, TESTS)
 from stress import ismounted  # noqa: E402
+from test_lib import EXAMPLE_OUTPUT  # noqa: E402
 
 PACKAGES = ("shmfs", "libshmfs1", "libshmfs-dev")
 MULTIARCH = subprocess.run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"],
@@ -41,16 +42,6 @@ EXPECTED = {
                      LIB + "/libshmfs.a", LIB + "/pkgconfig/shmfs.pc",
                      "/usr/share/man/man3/libshmfs.3.gz"],
 }
-
-EXAMPLE_OUTPUT = r"""created key 0x5348464d shmid (\d+)
-parent wrote: hello through shmfs
-nattch after shmat: 1
-child read: hello through shmfs
-nattch in the child: 2
-nattch after the child exited: 1
-nattch after shmdt: 0
-removed shmid \1
-"""
 
 
 def run(argv, timeout=300, **kw):
