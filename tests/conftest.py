@@ -153,6 +153,18 @@ def until(pred, timeout=10.0, step=0.01):
     return True
 
 
+_libc_time = ctypes.CDLL(None).time
+_libc_time.restype = ctypes.c_long
+_libc_time.argtypes = [ctypes.c_void_p]
+
+
+def sysv_now():
+    """The second the daemon stamps a SysV time with: time(2), which reads
+    the kernel's coarse clock (as the kernel's own shm_ctime does) and may
+    lag time.time() by a tick across a second's edge."""
+    return _libc_time(None)
+
+
 def run_as_user(cmd, uid=1000, gid=1000, groups=None, timeout=60, **kw):
     """Run cmd (a list) as uid/gid with exactly the supplementary groups
     given (none by default) through setpriv; returns CompletedProcess with

@@ -9,6 +9,7 @@ import time
 
 import shmfs_client as sc
 from shmfs_client import IPC_CREAT, IPC_EXCL, IPC_PRIVATE, catch
+from conftest import sysv_now
 
 KEY = 0x5EED
 
@@ -19,19 +20,19 @@ def seg(client, size=4096, mode=0o600, key=KEY):
 
 def test_attach_counts_nattch_lpid_and_atime(client):
     shmid = seg(client)
-    t0 = int(time.time())
+    t0 = sysv_now()
     a = client.attach(shmid)
     st = client.stat(shmid)
     assert st["nattch"] == 1
     assert st["lpid"] == os.getpid()
-    assert t0 <= st["atime"] <= int(time.time())
+    assert t0 <= st["atime"] <= sysv_now()
     assert st["dtime"] == 0
     b = client.attach(shmid, rdonly=True)
     assert client.stat(shmid)["nattch"] == 2
     b.detach()
     st = client.stat(shmid)
     assert st["nattch"] == 1
-    assert t0 <= st["dtime"] <= int(time.time())
+    assert t0 <= st["dtime"] <= sysv_now()
     a.detach()
     assert client.stat(shmid)["nattch"] == 0
 

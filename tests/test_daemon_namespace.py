@@ -12,6 +12,7 @@ import pytest
 
 import shmfs_client as sc
 from shmfs_client import IPC_CREAT, IPC_PRIVATE, catch
+from conftest import sysv_now
 
 KEY = 0x162E
 XATTRS = ["user.shm.atime", "user.shm.cgid", "user.shm.cpid", "user.shm.ctime",
@@ -126,12 +127,12 @@ def test_segment_file_stat_maps_shmid_ds(shmfs, client):
 def test_new_segment_lists_with_the_time_it_was_made(shmfs, client):
     """ls -l of a segment made a second ago does not say Jan 1 1970 (the
     xattrs keep the SysV zeros)."""
-    before = int(time.time())
+    before = sysv_now()
     shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
     p = shmfs.seg_path(KEY, shmid)
     st = os.stat(p)
-    assert before <= st.st_mtime <= time.time() + 1
-    assert before <= st.st_atime <= time.time() + 1
+    assert before <= st.st_mtime <= sysv_now()
+    assert before <= st.st_atime <= sysv_now()
     assert os.getxattr(p, "user.shm.atime") == b"0"
     assert os.getxattr(p, "user.shm.dtime") == b"0"
     r = subprocess.run(["ls", "-l", "--time-style=+%Y", p],
