@@ -1,0 +1,1191 @@
+/*
+ * The persistent heap (pheap.h): the region's layout, the SIGSEGV handler
+ * that keeps the undo log, transactions, the allocator and the reply
+ * records.  Offsets from PHEAP_BASE:
+ *
+ *   0            header: geometry, root, allocator state
+ *   PAGE         reply index, one entry per slot
+ *   2 * PAGE     reply slots, PHEAP_REPLY_MAX bytes each
+ *   HEAP_OFF     the heap, up to its top; zeros above the top
+ *   undo_off     the undo log: count and page numbers, then the old pages
+ *   reserve      end of the memfd
+ *
+ * Everything below undo_off is read-only except the pages the open
+ * transaction has dirtied; the undo log is always writable, so the
+ * handler never faults on it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "pheap.h"
+
+#define PAGE 4096UL
+#define BASE ((char *)PHEAP_BASE)
+/* "shmfs-ph" read as a little-endian word. */
+#define PHEAP_MAGIC 0x68702d73666d6873ULL
+/* pheap's own layout, for adopters of another version: a change of this
+ * file's structures or constants bumps it. */
+#define PHEAP_LAYOUT 1
+
+#define REPLY_INDEX_OFF PAGE
+#define REPLY_DATA_OFF (2 * PAGE)
+#define HEAP_OFF \
+	(REPLY_DATA_OFF + (uint64_t)PHEAP_REPLY_SLOTS * PHEAP_REPLY_MAX)
+
+/* Undo pages kept populated after a commit; the rest are punched out, so
+ * that one large transaction does not hold 16 MiB for good. */
+#define UNDO_KEEP 64
+
+/*
+ * A chunk of the heap: its header, then the caller's bytes.  prev_size is
+ * the size of the chunk before, kept only while that one is free, so that
+ * a free can merge with it; C_PREV_INUSE says which.  A free chunk links
+ * into its bin through its first bytes.  No two free chunks are ever
+ * neighbours.
+ */
+struct pchunk {
+	uint64_t prev_size;
+	uint64_t head; /* size | C_INUSE | C_PREV_INUSE */
+	struct pchunk *next, *prev;
+};
+#define HDR offsetof(struct pchunk, next)
+#define MIN_CHUNK sizeof(struct pchunk)
+#define C_INUSE 1ULL
+#define C_PREV_INUSE 2ULL
+#define C_FLAGS 15ULL
+
+/*
+ * Bins: one per chunk size up to 1 KiB (exact fit, the table's objects),
+ * then four per power of two (first fit within, any chunk of a higher
+ * bin fits) up to 2^36, beyond PHEAP_MAX_RESERVE.
+ */
+#define SMALL_MAX 1024
+#define SMALL_BINS (SMALL_MAX / 16 - 1)
+#define NBINS (SMALL_BINS + (36 - 10) * 4)
+#define BINMAP_WORDS ((NBINS + 63) / 64)
+/* Chunks of a ranged bin looked at before a higher bin is taken. */
+#define FIRST_FIT_SCAN 32
+
+struct header {
+	uint64_t magic;
+	uint32_t layout;
+	uint32_t page;
+	uint64_t format;
+	uint64_t base;
+	uint64_t reserve;
+	uint64_t heap_off;
+	uint64_t undo_off;
+	/* Changed by transactions, and rolled back with them. */
+	void *root;
+	char *top; /* heap above it: never allocated, zero */
+	struct pchunk *top_prev_free; /* the free chunk just below top */
+	uint64_t in_use;
+	uint64_t objects;
+	uint64_t reply_next; /* records ever made; slot = reply_next % SLOTS */
+	uint64_t binmap[BINMAP_WORDS];
+	struct pchunk *bins[NBINS];
+};
+_Static_assert(sizeof(struct header) <= PAGE, "header larger than a page");
+
+struct reply_ent {
+	uint64_t id;
+	uint32_t len;
+	uint32_t used;
+};
+_Static_assert(PHEAP_REPLY_SLOTS * sizeof(struct reply_ent) <= PAGE,
+	       "reply index larger than a page");
+
+/* The head of the undo log.  Entry i is valid while i < count: page[i]
+ * (a page number from PHEAP_BASE) had, before the transaction, the
+ * contents of the i-th page after this head. */
+struct undo {
+	uint64_t count;
+	uint64_t pad[7];
+	uint64_t page[PHEAP_UNDO_PAGES];
+};
+#define UNDO_HEAD_SIZE ((sizeof(struct undo) + PAGE - 1) & ~(PAGE - 1))
+#define UNDO_SIZE (UNDO_HEAD_SIZE + (uint64_t)PHEAP_UNDO_PAGES * PAGE)
+
+/* This process's view.  The handler reads base, probe, undo, prot_end;
+ * they change only while no fault of the region can happen. */
+static struct {
+	char *base; /* PHEAP_BASE while a region is mapped, else NULL */
+	size_t reserve;
+	size_t prot_end; /* [base, base + prot_end) is read-only outside tx */
+	struct header *h;
+	struct undo *undo;
+	char *slots;
+	char *heap_end;
+	int fd;
+	bool tx;
+	/* Pages above the top when the transaction began, made writable as
+	 * the heap grows into them: zero before, so they need no undo. */
+	char *fresh_lo, *fresh_hi;
+	char *probe;
+	void (*hook)(uint64_t done, uint64_t total);
+	struct sigaction prev;
+	uint64_t faults, commits, aborts, rollbacks, rollback_pages;
+	uint64_t last_tx_pages, max_tx_pages;
+} ph = { .fd = -1 };
+
+/* The thread in the transaction: the one that may store to the region.
+ * initial-exec: read in a signal handler, where a lazily allocated TLS
+ * block could not be. */
+static __thread bool tx_mine __attribute__((tls_model("initial-exec")));
+
+static inline char *page_down(const void *p)
+{
+	return (char *)((uintptr_t)p & ~(PAGE - 1));
+}
+
+static inline char *page_up(const void *p)
+{
+	return (char *)(((uintptr_t)p + PAGE - 1) & ~(PAGE - 1));
+}
+
+/* ---- messages, also from the signal handler: write(2) and no stdio ---- */
+
+static void say(const char *pre, const void *addr, const char *post)
+{
+	char buf[400], *p = buf, *end = buf + sizeof(buf) - 1;
+	uintptr_t v = (uintptr_t)addr;
+	int shift;
+
+	while (*pre && p < end)
+		*p++ = *pre++;
+	if (addr && p + 18 < end) {
+		*p++ = '0';
+		*p++ = 'x';
+		for (shift = 60; shift > 0 && !(v >> shift); shift -= 4)
+			;
+		for (; shift >= 0; shift -= 4)
+			*p++ = "0123456789abcdef"[(v >> shift) & 15];
+	}
+	while (*post && p < end)
+		*p++ = *post++;
+	*p++ = '\n';
+	if (write(STDERR_FILENO, buf, (size_t)(p - buf)) < 0)
+		return;
+}
+
+__attribute__((noreturn)) static void die(const char *pre, const void *addr,
+					  const char *post)
+{
+	say(pre, addr, post);
+	abort();
+}
+
+/* Every call that changes the region: a caller's bug otherwise, and
+ * going on would break the all-or-nothing promise. */
+static void need_tx(const char *who)
+{
+	if (!tx_mine)
+		die("pheap: ", NULL, who);
+}
+
+/* ---- the undo log ---- */
+
+static inline char *undo_slot(uint64_t i)
+{
+	return (char *)ph.undo + UNDO_HEAD_SIZE + i * PAGE;
+}
+
+/*
+ * The first store of the transaction to a page: keep the page as it was,
+ * then let the store through.  The order is what makes a SIGKILL at any
+ * instruction safe: the copy is complete before count covers it, and the
+ * page is writable only once count does.  (Killed between the two, the
+ * entry restores what the page still holds.)
+ */
+static void undo_page(char *addr)
+{
+	char *page = page_down(addr);
+	uint64_t n = __atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED);
+
+	if (n >= PHEAP_UNDO_PAGES)
+		die("pheap: a transaction dirtied more than 4096 pages "
+		    "(16 MiB, the undo log) at ",
+		    addr, ": a bug of the caller, not of the user");
+	memcpy(undo_slot(n), page, PAGE);
+	ph.undo->page[n] = (uint64_t)(page - BASE) / PAGE;
+	__atomic_store_n(&ph.undo->count, n + 1, __ATOMIC_RELEASE);
+	if (mprotect(page, PAGE, PROT_READ | PROT_WRITE) < 0)
+		die("pheap: cannot make the page of ", addr,
+		    " writable (mprotect failed: vm.max_map_count?)");
+	__atomic_fetch_add(&ph.faults, 1, __ATOMIC_RELAXED);
+}
+
+/* Put back the pages of the first n entries, newest first: the oldest
+ * copy of a page is the one from before the transaction. */
+static void undo_restore(uint64_t n)
+{
+	uint64_t i;
+
+	for (i = n; i-- > 0;) {
+		memcpy(BASE + ph.undo->page[i] * PAGE, undo_slot(i), PAGE);
+		if (ph.hook)
+			ph.hook(n - i, n);
+	}
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void protect(char *lo, char *hi)
+{
+	if (hi > lo && mprotect(lo, (size_t)(hi - lo), PROT_READ) < 0)
+		die("pheap: cannot make the pages from ", lo,
+		    " read-only again (mprotect failed)");
+}
+
+/*
+ * Make the transaction's pages read-only again: the n pages of the undo
+ * log (read after count went to 0; the numbers are still there) and the
+ * fresh ones, in as few runs as they allow.  Before the next transaction
+ * may begin: a page left writable would change without an undo copy.
+ */
+static void protect_dirty(uint64_t n)
+{
+	uint64_t *pg = ph.undo->page, i, j;
+	char *lo, *hi;
+
+	qsort(pg, n, sizeof(*pg), cmp_u64);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && pg[j] == pg[j - 1] + 1; j++)
+			;
+		lo = BASE + pg[i] * PAGE;
+		hi = BASE + (pg[j - 1] + 1) * PAGE;
+		/* runs that touch the fresh range go with it */
+		if (hi == ph.fresh_lo && ph.fresh_hi > ph.fresh_lo)
+			ph.fresh_lo = lo;
+		else if (lo == ph.fresh_hi && ph.fresh_hi > ph.fresh_lo)
+			ph.fresh_hi = hi;
+		else
+			protect(lo, hi);
+	}
+	protect(ph.fresh_lo, ph.fresh_hi);
+}
+
+static void punch(uint64_t off, uint64_t len)
+{
+	if (len)
+		fallocate(ph.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)off, (off_t)len);
+}
+
+/* ---- the SIGSEGV handler ---- */
+
+/* What the fault would have done without pheap: the handler there was
+ * before, or the default action (a core). */
+static void pass_on(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction dfl;
+
+	if (ph.prev.sa_flags & SA_SIGINFO) {
+		ph.prev.sa_sigaction(sig, si, uc);
+		return;
+	}
+	if (ph.prev.sa_handler != SIG_DFL && ph.prev.sa_handler != SIG_IGN) {
+		ph.prev.sa_handler(sig);
+		return;
+	}
+	/* a SIGSEGV sent by kill(2) that was to be ignored */
+	if (ph.prev.sa_handler == SIG_IGN && si->si_code <= 0)
+		return;
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigaction(sig, &dfl, NULL);
+	/* a fault happens again on return, now fatal; a sent signal is
+	 * blocked here and delivered on return */
+	if (si->si_code <= 0)
+		raise(sig);
+}
+
+static void pheap_segv(int sig, siginfo_t *si, void *uc)
+{
+	int saved = errno;
+	char *addr = si->si_addr;
+	char *base = __atomic_load_n(&ph.base, __ATOMIC_ACQUIRE);
+	char *probe = __atomic_load_n(&ph.probe, __ATOMIC_ACQUIRE);
+
+	if (si->si_code != SEGV_ACCERR)
+		goto other;
+#ifdef __x86_64__
+	/* a jump into the region is no store to log */
+	if ((uintptr_t)addr ==
+	    (uintptr_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP])
+		goto other;
+#endif
+	if (probe && addr >= probe && addr < probe + PAGE) {
+		mprotect(probe, PAGE, PROT_READ | PROT_WRITE);
+		errno = saved;
+		return;
+	}
+	if (!base || addr < base || addr >= base + ph.prot_end)
+		goto other;
+	if (!tx_mine) {
+		if (__atomic_load_n(&ph.tx, __ATOMIC_RELAXED))
+			die("pheap: store to ", addr,
+			    " in the persistent heap by a thread that is not "
+			    "the one in the transaction");
+		die("pheap: store to ", addr,
+		    " in the persistent heap outside a transaction (it is "
+		    "read-only outside ptx_begin/ptx_commit)");
+	}
+	undo_page(addr);
+	errno = saved;
+	return;
+other:
+	errno = saved;
+	pass_on(sig, si, uc);
+}
+
+/* Ours, whatever came before (which we keep, to pass faults on to). */
+static int install_handler(void)
+{
+	struct sigaction sa, cur;
+
+	if (sigaction(SIGSEGV, NULL, &cur) < 0)
+		return -errno;
+	if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == pheap_segv)
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = pheap_segv;
+	/* SA_ONSTACK as the handler we pass faults on to had it: ASan's
+	 * reports a stack overflow from its alternate stack.  Not always:
+	 * valgrind cannot deliver a signal with it and no alternate stack. */
+	sa.sa_flags = SA_SIGINFO | SA_RESTART | (cur.sa_flags & SA_ONSTACK);
+	/* Every signal blocked: a handler that interrupted the copy could
+	 * store to the region and take the same undo entry. */
+	sigfillset(&sa.sa_mask);
+	if (sigaction(SIGSEGV, &sa, &ph.prev) < 0)
+		return -errno;
+	/* ASan with handle_segv=2 says yes and keeps its own */
+	if (sigaction(SIGSEGV, NULL, &cur) < 0 ||
+	    !(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != pheap_segv)
+		return -ENOTSUP;
+	return 0;
+}
+
+#ifdef __x86_64__
+#define PROBE_VALUE 0x5eed5eed5eed5eedULL
+/*
+ * Whether a store that faults runs again with every register as it was.
+ * valgrind by default keeps only the stack and frame registers exact at
+ * a memory access: a register set just before the store and set again
+ * later in the same block of code is stale when the handler returns, and
+ * the store then writes the wrong value, or to the wrong address.  The
+ * probe makes that case with a value (rdx, 0 before the syscall, which
+ * ends valgrind's block) and an address that is safe either way.
+ */
+static int probe_resume(void)
+{
+	uint64_t *slot;
+	bool ok;
+
+	slot = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (slot == MAP_FAILED)
+		return -errno;
+	__atomic_store_n(&ph.probe, (char *)slot, __ATOMIC_RELEASE);
+	__asm__ volatile(
+		"xor %%edx, %%edx\n\t"
+		"mov %[nr], %%eax\n\t"
+		"syscall\n\t"
+		"movabs %[val], %%rdx\n\t"
+		"mov %%rdx, (%[slot])\n\t"
+		"mov $1, %%edx\n\t"
+		:
+		: [slot] "r"(slot), [nr] "i"(SYS_getpid), [val] "i"(PROBE_VALUE)
+		: "rax", "rcx", "r11", "rdx", "memory");
+	ok = __atomic_load_n(slot, __ATOMIC_RELAXED) == PROBE_VALUE;
+	__atomic_store_n(&ph.probe, NULL, __ATOMIC_RELEASE);
+	munmap(slot, PAGE);
+	return ok ? 0 : -ENOTSUP;
+}
+#else
+static int probe_resume(void)
+{
+	return 0;
+}
+#endif
+
+/* The handler, and proof that it works here: before any mapping. */
+static int arm(void)
+{
+	int err;
+
+	if (sysconf(_SC_PAGESIZE) != (long)PAGE)
+		return -ENOTSUP;
+	err = install_handler();
+	return err ? err : probe_resume();
+}
+
+/* ---- the region ---- */
+
+static int map_region(int fd, size_t reserve)
+{
+	void *p = mmap((void *)PHEAP_BASE, reserve, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	/* a kernel before 4.17, or valgrind, takes the address as a hint */
+	if (p != (void *)PHEAP_BASE) {
+		munmap(p, reserve);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+static void set_view(size_t reserve, uint64_t undo_off)
+{
+	char *base = (char *)PHEAP_BASE;
+
+	ph.reserve = reserve;
+	ph.prot_end = undo_off;
+	ph.h = (struct header *)base;
+	ph.undo = (struct undo *)(base + undo_off);
+	ph.slots = base + REPLY_DATA_OFF;
+	ph.heap_end = base + undo_off;
+}
+
+/* Read-only from here on but for transactions; then the handler's. */
+static int activate(int fd)
+{
+	int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+
+	if (own < 0)
+		return -errno;
+	if (mprotect((void *)PHEAP_BASE, ph.prot_end, PROT_READ) < 0) {
+		int err = -errno;
+
+		close(own);
+		return err;
+	}
+	ph.fd = own;
+	__atomic_store_n(&ph.base, (char *)PHEAP_BASE, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int pheap_create(size_t reserve, uint64_t format)
+{
+	struct header *h;
+	int fd, err;
+
+	if (ph.base)
+		return -EBUSY;
+	if (reserve < PHEAP_MIN_RESERVE || reserve > PHEAP_MAX_RESERVE)
+		return -EINVAL;
+	reserve = (reserve + PAGE - 1) & ~(PAGE - 1);
+	err = arm();
+	if (err)
+		return err;
+	fd = memfd_create("shmfs-table", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	/* nobody may shrink it under a mapping (SIGBUS) */
+	if (ftruncate(fd, (off_t)reserve) < 0 ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) <
+		    0) {
+		err = -errno;
+		goto fail;
+	}
+	err = map_region(fd, reserve);
+	if (err)
+		goto fail;
+	set_view(reserve, reserve - UNDO_SIZE);
+	h = ph.h;
+	h->layout = PHEAP_LAYOUT;
+	h->page = PAGE;
+	h->format = format;
+	h->base = PHEAP_BASE;
+	h->reserve = reserve;
+	h->heap_off = HEAP_OFF;
+	h->undo_off = reserve - UNDO_SIZE;
+	h->top = (char *)PHEAP_BASE + HEAP_OFF;
+	h->magic = PHEAP_MAGIC;
+	err = activate(fd);
+	if (err) {
+		munmap((void *)PHEAP_BASE, reserve);
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return err;
+}
+
+/* The fields that never change after pheap_create, read with pread:
+ * nothing is mapped before they are known to fit. */
+static int check_header(const struct header *h, off_t size, uint64_t format)
+{
+	if (h->magic != PHEAP_MAGIC)
+		return -EINVAL;
+	if (h->layout != PHEAP_LAYOUT || h->page != PAGE ||
+	    h->base != PHEAP_BASE || h->format != format)
+		return -EPROTO;
+	if (h->reserve != (uint64_t)size || h->reserve < PHEAP_MIN_RESERVE ||
+	    h->reserve > PHEAP_MAX_RESERVE || h->reserve % PAGE ||
+	    h->heap_off != HEAP_OFF || h->undo_off != h->reserve - UNDO_SIZE)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Undo what a dead process's transaction did.  count goes to 0 only
+ * once every page is back: an adopter killed on the way leaves the log
+ * whole for the next one.  Then the heap above the restored top is zero
+ * again (a transaction writes fresh pages without undo copies).
+ */
+static int roll_back(void)
+{
+	struct header *h = ph.h;
+	uint64_t n = __atomic_load_n(&ph.undo->count, __ATOMIC_ACQUIRE), i;
+	char *top;
+
+	if (n > PHEAP_UNDO_PAGES)
+		return -EUCLEAN;
+	for (i = 0; i < n; i++)
+		if (ph.undo->page[i] >= ph.prot_end / PAGE)
+			return -EUCLEAN;
+	undo_restore(n);
+	__atomic_store_n(&ph.undo->count, 0, __ATOMIC_SEQ_CST);
+	top = h->top;
+	if (top < BASE + HEAP_OFF || top > ph.heap_end || (uintptr_t)top % 16)
+		return -EUCLEAN;
+	punch((uint64_t)(page_up(top) - BASE),
+	      (uint64_t)(ph.heap_end - page_up(top)));
+	if (n) {
+		ph.rollbacks++;
+		ph.rollback_pages += n;
+	}
+	return 0;
+}
+
+int pheap_adopt(int fd, uint64_t format)
+{
+	union {
+		struct header h;
+		char page[PAGE];
+	} hd;
+	struct stat st;
+	int err;
+
+	if (ph.base)
+		return -EBUSY;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (pread(fd, &hd, sizeof(hd), 0) != (ssize_t)sizeof(hd))
+		return -EINVAL;
+	err = check_header(&hd.h, st.st_size, format);
+	if (err)
+		return err;
+	err = arm();
+	if (err)
+		return err;
+	err = map_region(fd, hd.h.reserve);
+	if (err)
+		return err;
+	set_view(hd.h.reserve, hd.h.undo_off);
+	ph.fd = fd; /* for roll_back's punch; activate takes its own */
+	err = roll_back();
+	if (!err)
+		err = activate(fd);
+	if (err) {
+		ph.fd = -1;
+		munmap((void *)PHEAP_BASE, hd.h.reserve);
+	}
+	return err;
+}
+
+void pheap_close(void)
+{
+	if (!ph.base)
+		return;
+	if (ph.tx)
+		die("pheap: pheap_close inside a transaction", NULL, "");
+	__atomic_store_n(&ph.base, NULL, __ATOMIC_RELEASE);
+	munmap((void *)PHEAP_BASE, ph.reserve);
+	close(ph.fd);
+	ph.fd = -1;
+	ph.h = NULL;
+	ph.undo = NULL;
+}
+
+bool pheap_active(void)
+{
+	return __atomic_load_n(&ph.base, __ATOMIC_ACQUIRE) != NULL;
+}
+
+void *pheap_root(void)
+{
+	return ph.base ? ph.h->root : NULL;
+}
+
+void pheap_set_root(void *p)
+{
+	need_tx("pheap_set_root outside a transaction");
+	if (ph.h->root != p)
+		ph.h->root = p;
+}
+
+/* ---- transactions ---- */
+
+void ptx_begin(void)
+{
+	if (!ph.base)
+		die("pheap: ptx_begin without a region", NULL, "");
+	if (ph.tx)
+		die("pheap: ptx_begin inside a transaction", NULL, "");
+	/* another process stored to the region (a child of fork?) */
+	if (__atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED))
+		die("pheap: ptx_begin: the undo log is not empty", NULL, "");
+	ph.fresh_lo = ph.fresh_hi = page_up(ph.h->top);
+	tx_mine = true;
+	__atomic_store_n(&ph.tx, true, __ATOMIC_RELAXED);
+}
+
+bool ptx_active(void)
+{
+	return tx_mine;
+}
+
+bool ptx_dirty(void)
+{
+	return ph.tx && (__atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED) ||
+			 ph.fresh_hi > ph.fresh_lo);
+}
+
+static void end_tx(uint64_t logged)
+{
+	uint64_t pages = logged + (uint64_t)(ph.fresh_hi - ph.fresh_lo) / PAGE;
+
+	protect_dirty(logged);
+	ph.last_tx_pages = pages;
+	if (pages > ph.max_tx_pages)
+		ph.max_tx_pages = pages;
+	if (logged > UNDO_KEEP)
+		punch((uint64_t)(undo_slot(UNDO_KEEP) - BASE),
+		      (logged - UNDO_KEEP) * PAGE);
+	ph.fresh_lo = ph.fresh_hi = NULL;
+	__atomic_store_n(&ph.tx, false, __ATOMIC_RELAXED);
+	tx_mine = false;
+}
+
+void ptx_commit(void)
+{
+	uint64_t n;
+
+	need_tx("ptx_commit outside a transaction");
+	n = __atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED);
+	/* the commit point: every store of the transaction is before it */
+	__atomic_store_n(&ph.undo->count, 0, __ATOMIC_SEQ_CST);
+	end_tx(n);
+	ph.commits++;
+}
+
+void ptx_abort(void)
+{
+	uint64_t n;
+
+	need_tx("ptx_abort outside a transaction");
+	n = __atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED);
+	undo_restore(n);
+	__atomic_store_n(&ph.undo->count, 0, __ATOMIC_SEQ_CST);
+	/* the heap grew into them: zero again, as above any top */
+	punch((uint64_t)(ph.fresh_lo - BASE),
+	      (uint64_t)(ph.fresh_hi - ph.fresh_lo));
+	end_tx(n);
+	ph.aborts++;
+}
+
+/* ---- the allocator ---- */
+
+static inline uint64_t csize(const struct pchunk *c)
+{
+	return c->head & ~C_FLAGS;
+}
+
+static inline struct pchunk *at(void *p, uint64_t off)
+{
+	return (struct pchunk *)((char *)p + off);
+}
+
+static inline struct pchunk *before(void *p, uint64_t off)
+{
+	return (struct pchunk *)((char *)p - off);
+}
+
+static unsigned bin_of(uint64_t size)
+{
+	unsigned lg;
+
+	if (size <= SMALL_MAX)
+		return (unsigned)(size / 16 - 2);
+	lg = 63 - (unsigned)__builtin_clzll(size);
+	return SMALL_BINS + (lg - 10) * 4 + (unsigned)((size >> (lg - 2)) & 3);
+}
+
+static void bin_insert(struct pchunk *c)
+{
+	struct header *h = ph.h;
+	unsigned b = bin_of(csize(c));
+
+	c->next = h->bins[b];
+	c->prev = NULL;
+	if (c->next)
+		c->next->prev = c;
+	else
+		h->binmap[b / 64] |= 1ULL << (b % 64);
+	h->bins[b] = c;
+}
+
+static void bin_remove(struct pchunk *c)
+{
+	struct header *h = ph.h;
+	unsigned b = bin_of(csize(c));
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		h->bins[b] = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	if (!h->bins[b])
+		h->binmap[b / 64] &= ~(1ULL << (b % 64));
+}
+
+/* The lowest non-empty bin above b, or NBINS. */
+static unsigned bin_above(unsigned b)
+{
+	unsigned w = (b + 1) / 64;
+	uint64_t bits;
+
+	if (b + 1 >= NBINS)
+		return NBINS;
+	bits = ph.h->binmap[w] & (~0ULL << ((b + 1) % 64));
+	while (!bits && ++w < BINMAP_WORDS)
+		bits = ph.h->binmap[w];
+	return bits ? w * 64 + (unsigned)__builtin_ctzll(bits) : NBINS;
+}
+
+static struct pchunk *bin_find(uint64_t need)
+{
+	unsigned b = bin_of(need), k;
+	struct pchunk *c = ph.h->bins[b];
+
+	if (b < SMALL_BINS && c)
+		return c;
+	for (k = 0; c && k < FIRST_FIT_SCAN; c = c->next, k++)
+		if (csize(c) >= need)
+			return c;
+	b = bin_above(b);
+	return b < NBINS ? ph.h->bins[b] : NULL;
+}
+
+/* Tell the chunk after c whether c is free.  Only stores what changes: a
+ * store dirties a page. */
+static void tell_next(struct pchunk *c, bool c_free)
+{
+	struct pchunk *n = at(c, csize(c));
+
+	if ((char *)n == ph.h->top) {
+		if (ph.h->top_prev_free != (c_free ? c : NULL))
+			ph.h->top_prev_free = c_free ? c : NULL;
+	} else if (c_free) {
+		n->prev_size = csize(c);
+		n->head &= ~C_PREV_INUSE;
+	} else if (!(n->head & C_PREV_INUSE)) {
+		n->head |= C_PREV_INUSE;
+	}
+}
+
+/* Give c (free, out of its bin) need bytes; the rest, if it can be a
+ * chunk, goes back to a bin. */
+static void carve(struct pchunk *c, uint64_t need)
+{
+	uint64_t s = csize(c);
+	struct pchunk *r;
+
+	if (s - need < MIN_CHUNK) {
+		c->head |= C_INUSE;
+		tell_next(c, false);
+		return;
+	}
+	c->head = need | C_INUSE | (c->head & C_PREV_INUSE);
+	r = at(c, need);
+	r->head = (s - need) | C_PREV_INUSE;
+	tell_next(r, true);
+	bin_insert(r);
+}
+
+/* Make the heap writable up to new_top: pages that were above the top
+ * when the transaction began hold zeros and need no undo copy. */
+static int grow_fresh(char *new_top)
+{
+	char *want = page_up(new_top);
+
+	if (want <= ph.fresh_hi)
+		return 0;
+	if (mprotect(ph.fresh_hi, (size_t)(want - ph.fresh_hi),
+		     PROT_READ | PROT_WRITE) < 0)
+		return -1;
+	ph.fresh_hi = want;
+	return 0;
+}
+
+/* A chunk from the top, merged with the free chunk below it if any.
+ * *dirty: bytes of the caller's part that may not be zero. */
+static struct pchunk *from_top(uint64_t need, uint64_t *dirty)
+{
+	struct header *h = ph.h;
+	struct pchunk *c = h->top_prev_free;
+	char *start = c ? (char *)c : h->top;
+
+	/* bin_find may have stopped looking before it */
+	if (c && csize(c) >= need) {
+		bin_remove(c);
+		carve(c, need);
+		*dirty = csize(c) - HDR;
+		return c;
+	}
+	if (need > (uint64_t)(ph.heap_end - start) ||
+	    grow_fresh(start + need) < 0)
+		return NULL;
+	if (c) {
+		bin_remove(c);
+		*dirty = (uint64_t)(h->top - (char *)c) - HDR;
+		c->head = need | C_INUSE | (c->head & C_PREV_INUSE);
+		h->top_prev_free = NULL;
+	} else {
+		/* prev_size: above the top, zero already */
+		c = (struct pchunk *)h->top;
+		c->head = need | C_INUSE | C_PREV_INUSE;
+		*dirty = 0;
+	}
+	h->top = start + need;
+	return c;
+}
+
+/* Chunk size for n bytes, or 0 when no heap could hold it. */
+static uint64_t chunk_for(size_t n)
+{
+	uint64_t heap = (uint64_t)(ph.heap_end - (BASE + HEAP_OFF));
+
+	if (n > heap)
+		return 0;
+	n = (n + HDR + 15) & ~(uint64_t)15;
+	return n < MIN_CHUNK ? MIN_CHUNK : n;
+}
+
+static void *alloc(size_t n, uint64_t *dirty)
+{
+	uint64_t need = chunk_for(n);
+	struct pchunk *c = NULL;
+
+	if (need)
+		c = bin_find(need);
+	if (c) {
+		bin_remove(c);
+		carve(c, need);
+		*dirty = csize(c) - HDR;
+	} else if (need) {
+		c = from_top(need, dirty);
+	}
+	if (!c) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ph.h->in_use += csize(c);
+	ph.h->objects++;
+	return (char *)c + HDR;
+}
+
+static void corrupt(const char *who, const void *p)
+{
+	die(who, p,
+	    ": not an object of the persistent heap, freed already, "
+	    "or the heap is corrupted");
+}
+
+/* The chunk of an object the caller gives back, checked. */
+static struct pchunk *chunk_of(void *p, const char *who)
+{
+	char *cp = (char *)p - HDR;
+	struct pchunk *c = (struct pchunk *)cp;
+	uint64_t s;
+
+	if ((uintptr_t)p % 16 || cp < BASE + HEAP_OFF || cp >= ph.h->top ||
+	    !(c->head & C_INUSE))
+		corrupt(who, p);
+	s = csize(c);
+	if (s < MIN_CHUNK || s > (uint64_t)(ph.h->top - cp))
+		corrupt(who, p);
+	return c;
+}
+
+static void chunk_free(struct pchunk *c)
+{
+	struct header *h = ph.h;
+	uint64_t s = csize(c);
+	struct pchunk *n = at(c, s), *p;
+
+	h->in_use -= s;
+	h->objects--;
+	if (!(c->head & C_PREV_INUSE)) {
+		p = before(c, c->prev_size);
+		if ((char *)p < BASE + HEAP_OFF || csize(p) != c->prev_size ||
+		    (p->head & C_INUSE))
+			corrupt("pheap: pfree: the chunk before ",
+				(char *)c + HDR);
+		bin_remove(p);
+		s += csize(p);
+		c = p;
+	}
+	if ((char *)n != h->top && !(n->head & C_INUSE)) {
+		if (csize(n) < MIN_CHUNK ||
+		    csize(n) > (uint64_t)(h->top - (char *)n))
+			corrupt("pheap: pfree: the chunk after ",
+				(char *)c + HDR);
+		bin_remove(n);
+		s += csize(n);
+	}
+	c->head = s | C_PREV_INUSE;
+	tell_next(c, true);
+	bin_insert(c);
+}
+
+void *pmalloc(size_t n)
+{
+	uint64_t dirty;
+
+	need_tx("pmalloc outside a transaction");
+	return alloc(n, &dirty);
+}
+
+void *pcalloc(size_t nmemb, size_t size)
+{
+	uint64_t dirty;
+	size_t n;
+	void *p;
+
+	need_tx("pcalloc outside a transaction");
+	if (__builtin_mul_overflow(nmemb, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p = alloc(n, &dirty);
+	if (p && dirty)
+		memset(p, 0, dirty < n ? dirty : n);
+	return p;
+}
+
+/* c, which ends at the top, grows to need from the heap above. */
+static bool grow_at_top(struct pchunk *c, uint64_t need)
+{
+	char *end = (char *)c + need;
+
+	if (need > (uint64_t)(ph.heap_end - (char *)c) || grow_fresh(end) < 0)
+		return false;
+	c->head = need | (c->head & C_FLAGS);
+	ph.h->top = end;
+	return true;
+}
+
+static bool grow_in_place(struct pchunk *c, uint64_t need)
+{
+	struct header *h = ph.h;
+	uint64_t s = csize(c), total;
+	struct pchunk *n = at(c, s), *r;
+
+	if ((char *)n == h->top)
+		return grow_at_top(c, need);
+	if (n->head & C_INUSE)
+		return false;
+	total = s + csize(n);
+	if (total < need) {
+		/* the free chunk after c is the last: the top is behind it */
+		if (n != h->top_prev_free)
+			return false;
+		c->head = total | (c->head & C_FLAGS);
+		if (!grow_at_top(c, need)) {
+			c->head = s | (c->head & C_FLAGS);
+			return false;
+		}
+		bin_remove(n);
+		h->top_prev_free = NULL;
+		return true;
+	}
+	bin_remove(n);
+	if (total - need < MIN_CHUNK) {
+		c->head = total | (c->head & C_FLAGS);
+		tell_next(c, false);
+		return true;
+	}
+	c->head = need | (c->head & C_FLAGS);
+	r = at(c, need);
+	r->head = (total - need) | C_PREV_INUSE;
+	tell_next(r, true);
+	bin_insert(r);
+	return true;
+}
+
+/* c keeps need bytes; the rest, if it can be a chunk, is freed. */
+static void shrink(struct pchunk *c, uint64_t need)
+{
+	uint64_t s = csize(c);
+	struct pchunk *r;
+
+	if (s - need < MIN_CHUNK)
+		return;
+	c->head = need | (c->head & C_FLAGS);
+	r = at(c, need);
+	r->head = (s - need) | C_INUSE | C_PREV_INUSE;
+	ph.h->objects++; /* chunk_free counts it out again */
+	chunk_free(r);
+}
+
+void *prealloc(void *p, size_t n)
+{
+	struct pchunk *c;
+	uint64_t need, s;
+	void *q;
+
+	need_tx("prealloc outside a transaction");
+	if (!p)
+		return pmalloc(n);
+	c = chunk_of(p, "pheap: prealloc: ");
+	need = chunk_for(n);
+	if (!need) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	s = csize(c);
+	if (need <= s) {
+		shrink(c, need);
+		return p;
+	}
+	if (grow_in_place(c, need)) {
+		ph.h->in_use += csize(c) - s;
+		return p;
+	}
+	q = pmalloc(n);
+	if (!q)
+		return NULL;
+	memcpy(q, p, s - HDR);
+	pfree(p);
+	return q;
+}
+
+void pfree(void *p)
+{
+	need_tx("pfree outside a transaction");
+	if (p)
+		chunk_free(chunk_of(p, "pheap: pfree: "));
+}
+
+/* ---- reply records ---- */
+
+static inline struct reply_ent *reply_index(void)
+{
+	return (struct reply_ent *)(BASE + REPLY_INDEX_OFF);
+}
+
+int ptx_record_reply(uint64_t id, const struct iovec *iov, int iovcnt)
+{
+	struct reply_ent *e;
+	size_t len = 0, off = 0;
+	uint64_t slot;
+	int i;
+
+	need_tx("ptx_record_reply outside a transaction");
+	if (iovcnt < 0)
+		return -EINVAL;
+	for (i = 0; i < iovcnt; i++)
+		if (__builtin_add_overflow(len, iov[i].iov_len, &len) ||
+		    len > PHEAP_REPLY_MAX)
+			return -EMSGSIZE;
+	slot = ph.h->reply_next % PHEAP_REPLY_SLOTS;
+	for (i = 0; i < iovcnt; i++) {
+		if (!iov[i].iov_len)
+			continue;
+		memcpy(ph.slots + slot * PHEAP_REPLY_MAX + off, iov[i].iov_base,
+		       iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	e = &reply_index()[slot];
+	e->id = id;
+	e->len = (uint32_t)len;
+	e->used = 1;
+	ph.h->reply_next++;
+	return 0;
+}
+
+/* Records held: all made, up to the number of slots. */
+static uint64_t reply_count(void)
+{
+	uint64_t next = ph.h->reply_next;
+
+	return next < PHEAP_REPLY_SLOTS ? next : PHEAP_REPLY_SLOTS;
+}
+
+ssize_t pheap_find_reply(uint64_t id, void *buf, size_t cap)
+{
+	uint64_t next, held, k, slot;
+	struct reply_ent *e;
+
+	if (!ph.base)
+		return -ENOENT;
+	next = ph.h->reply_next;
+	held = reply_count();
+	/* newest first: a request recorded twice answers as the last time */
+	for (k = 1; k <= held; k++) {
+		slot = (next - k) % PHEAP_REPLY_SLOTS;
+		e = &reply_index()[slot];
+		if (!e->used || e->id != id)
+			continue;
+		if (cap)
+			memcpy(buf, ph.slots + slot * PHEAP_REPLY_MAX,
+			       e->len < cap ? e->len : cap);
+		return e->len;
+	}
+	return -ENOENT;
+}
+
+/* ---- the rest ---- */
+
+void pheap_stats(struct pheap_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (ph.base) {
+		st->reserve = ph.reserve;
+		st->heap_size = (uint64_t)(ph.h->top - (BASE + HEAP_OFF));
+		st->in_use = ph.h->in_use;
+		st->objects = ph.h->objects;
+		st->replies = reply_count();
+	}
+	st->last_tx_pages = ph.last_tx_pages;
+	st->max_tx_pages = ph.max_tx_pages;
+	st->faults = __atomic_load_n(&ph.faults, __ATOMIC_RELAXED);
+	st->commits = ph.commits;
+	st->aborts = ph.aborts;
+	st->rollbacks = ph.rollbacks;
+	st->rollback_pages = ph.rollback_pages;
+}
+
+void pheap_set_rollback_hook(void (*hook)(uint64_t done, uint64_t total))
+{
+	ph.hook = hook;
+}
