@@ -35,7 +35,7 @@ DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
 	src/status.c src/perm.c src/sysinfo.c \
 	src/pubtab.c src/names.c src/passthrough.c src/reaper.c
 CORE_SRC := src/seg.c src/attach.c src/segmem.c src/status.c src/perm.c \
-	src/names.c
+	src/names.c src/pheap.c
 LIB_SRC := lib/conn.c lib/table.c lib/attachments.c lib/fork.c lib/shm.c
 PRELOAD_SRC := $(LIB_SRC) lib/preload.c
 # the library compiles ipcperm (src/perm.c) into itself; it exports the
@@ -47,7 +47,7 @@ DAEMON := $(B)/shmfs
 LIBSO := $(B)/libshmfs.so.$(SOVERSION)
 LIBA := $(B)/libshmfs.a
 PRELOAD := $(B)/libshmfs-preload.so
-UNIT_NAMES := test_table test_attach test_segmem test_perm
+UNIT_NAMES := test_table test_attach test_segmem test_perm test_pheap
 UNIT := $(addprefix $(B)/,$(UNIT_NAMES))
 
 .PHONY: all deps run stop check unit pytest install uninstall clean bench
