@@ -640,6 +640,7 @@ static int start_server(bool manual)
 		_exit(127);
 	}
 	close(sv[1]);
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	H.gen++;
 	H.pids[H.gen] = pid;
 	H.server = pid;
@@ -662,19 +663,25 @@ static int start_server(bool manual)
 	return 0;
 }
 
-static void holder_message(void)
+/* One message from the server: false when there is none to read. */
+static bool holder_message(void)
 {
 	struct msg *m = calloc(1, sizeof(*m));
 	ssize_t n;
-	int fd;
+	int fd = -1;
 
 	if (!m)
-		return;
+		return false;
 	n = takeover_recv(H.sock, &fd, m, sizeof(*m));
+	if (n == -EAGAIN) {
+		free(m);
+		return false;
+	}
 	if (n <= 0) { /* the server's end is closed: it exited */
 		close(H.sock);
 		H.sock = -1;
-		goto out;
+		free(m);
+		return false;
 	}
 	if (n < (ssize_t)MSG_HEAD)
 		goto out;
@@ -706,6 +713,19 @@ out:
 	if (fd >= 0)
 		close(fd);
 	free(m);
+	return true;
+}
+
+/* Before the socket goes: a descriptor still in flight in it would close
+ * with it, and so end the requests read through it. */
+static void holder_drain(void)
+{
+	while (H.sock >= 0 && holder_message()) {
+	}
+	if (H.sock >= 0) {
+		close(H.sock);
+		H.sock = -1;
+	}
 }
 
 /* Dead, or dying with a thread the kill cannot reach: the leader has
@@ -820,10 +840,7 @@ static int hold(const char *mnt, bool manual)
 			    (int)H.pids[H.gen]);
 			dead = true;
 			go_on = 0;
-			if (H.sock >= 0) {
-				close(H.sock);
-				H.sock = -1;
-			}
+			holder_drain();
 		}
 		if (dead && (!manual || go_on)) {
 			dead = false;
