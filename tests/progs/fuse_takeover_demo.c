@@ -13,7 +13,8 @@
  * holder exits when the mount goes (fusermount3 -u).
  *
  *   /file   "takeover demo file\n", served by every generation
- *   /hold   direct_io; generation 1 reads every READ and answers none
+ *   /hold   direct_io; generation 1 reads every READ and answers none,
+ *           later generations answer after 200 ms
  *   /pt     passthrough to a memfd that generation 1 registers (4096 bytes)
  *   /stuck  generation 1 answers no LOOKUP of it and, from another
  *           thread, invalidates it, which waits for the lookup's lock;
