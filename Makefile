@@ -109,6 +109,12 @@ progs: $(PROGS)
 $(B)/progs/%: tests/progs/%.c | $(B)
 	@mkdir -p $(B)/progs
 	$(CC) $(ALL_CFLAGS) -o $@ $< -lpthread
+# The takeover experiment is a FUSE server built on src/takeover.c.
+$(B)/progs/fuse_takeover_demo: tests/progs/fuse_takeover_demo.c src/takeover.c \
+		src/takeover.h | $(B)
+	@mkdir -p $(B)/progs
+	$(CC) $(ALL_CFLAGS) $(FUSE_CFLAGS) -Isrc $(LDFLAGS) -o $@ $< src/takeover.c \
+		$(FUSE_LIBS) -lpthread
 $(B)/progs/%: examples/%.c $(LIBSO) $(B)/libshmfs.so | $(B)
 	@mkdir -p $(B)/progs
 	$(CC) $(ALL_CFLAGS) -o $@ $< -L$(B) -lshmfs -Wl,-rpath,$(abspath $(B))
