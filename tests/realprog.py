@@ -117,6 +117,40 @@ def ensure_postgres():
         PG_PACKAGE, r.returncode, (r.stdout + r.stderr).strip()[-2000:])
 
 
+_runtime_verdicts = {}
+
+
+def runtime_problem(bindir, build):
+    """None, or why PostgreSQL cannot run with the sanitizer runtime a
+    sanitizer build's preload library needs loaded first (ASan: `make
+    check-asan`).  Probed without shmfs: `postgres --version` with only
+    that runtime preloaded (Debian 12's libasan.so.8 hangs it in
+    bindtextdomain, on a futex of glibc's _nl_state_lock, before it
+    touches any shared memory).  A plain build needs no runtime: None."""
+    lib = os.path.join(build, "libshmfs-preload.so")
+    if lib in _runtime_verdicts:
+        return _runtime_verdicts[lib]
+    pre = stress.sanitizer_preloads(lib)
+    why = None
+    if pre:
+        env = dict(os.environ, LD_PRELOAD=" ".join(pre),
+                   ASAN_OPTIONS="detect_leaks=0")
+        argv = [os.path.join(bindir, "postgres"), "--version"]
+        try:
+            r = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=10)
+            if r.returncode != 0:
+                why = "exits %d: %s" % (r.returncode, r.stderr.strip()[-500:])
+        except subprocess.TimeoutExpired:
+            why = "hangs"
+        if why:
+            why = "LD_PRELOAD=%s %s %s (shmfs not involved): PostgreSQL " \
+                "cannot run under this sanitizer build's preload library" % (
+                    " ".join(pre), " ".join(argv), why)
+    _runtime_verdicts[lib] = why
+    return why
+
+
 def pg_user():
     """The unprivileged account the servers run as: uid 1000 (the user
     the rest of the suite runs programs as) when it has a passwd entry
@@ -180,6 +214,8 @@ class PgServer:
         self.proc = None        # the postmaster (or strace over it)
         self.pid = None         # the postmaster
         self.shm = None         # (key, shmid) of the running server
+        self.shm_text = None    # the two as postmaster.pid (and PostgreSQL's
+        #                         messages) write them
         self.known_pids = set()  # every server process seen
         self._log_offset = 0
         self.initialized = False
@@ -279,8 +315,11 @@ class PgServer:
             if info and len(info) >= 8 and info[7].strip() == "ready" and \
                     (self.pid is None or int(info[0]) == self.pid):
                 self.pid = int(info[0])
-                key, shmid = info[6].split()
-                self.shm = (int(key), int(shmid))
+                # "%9lu %9lu" of the key (a key_t, as an unsigned long:
+                # a negative key prints as 2**64 - |key|) and the shmid
+                self.shm_text = tuple(info[6].split())
+                key, shmid = (int(x) for x in self.shm_text)
+                self.shm = (_s32(key), shmid)
                 self.known_pids.update(self.pids())
                 return self
             if self.proc.poll() is not None:
@@ -421,6 +460,12 @@ class PgServer:
         return killed
 
 
+def _s32(v):
+    """A key as the C int it is."""
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
 def _signal(pid, sig):
     try:
         os.kill(pid, sig)
@@ -464,6 +509,10 @@ def pg_factory(pg_bindir):
     servers = []
 
     def make(shmfs_root, build=None, **conf):
+        if shmfs_root is not None:
+            why = runtime_problem(pg_bindir, build or stress_build())
+            if why:
+                pytest.skip(why)
         srv = PgServer(pg_bindir, shmfs_root=shmfs_root, build=build,
                        conf={k: str(v) for k, v in conf.items()})
         servers.append(srv)
