@@ -33,6 +33,7 @@ through scripts/deps.sh when missing, else the test skips) and
 pg_factory(shmfs_root, build, **conf).
 """
 
+import ctypes
 import glob
 import os
 import pwd
@@ -456,6 +457,12 @@ class PgServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.shmfs_root is None and self.shm:
+            # on the kernel, a killed server's segment would outlive us
+            key, shmid = self.shm
+            if any(s["shmid"] == shmid and s["key"] == key
+                   for s in kernel_segments()):
+                ctypes.CDLL(None).shmctl(shmid, 0, None)    # IPC_RMID
         shutil.rmtree(self.base, ignore_errors=True)
         return killed
 
