@@ -33,9 +33,12 @@ FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
 	src/ofile.c src/notify.c src/seg.c src/attach.c src/segmem.c \
 	src/status.c src/perm.c src/sysinfo.c \
-	src/pubtab.c src/names.c src/passthrough.c src/reaper.c
+	src/pubtab.c src/names.c src/passthrough.c src/reaper.c \
+	src/holder.c src/takeover.c src/table_tx.c src/files.c src/pheap.c \
+	src/killpoint.c
 CORE_SRC := src/seg.c src/attach.c src/segmem.c src/status.c src/perm.c \
-	src/names.c src/pheap.c
+	src/table_tx.c src/files.c src/pheap.c src/killpoint.c \
+	src/names.c
 LIB_SRC := lib/conn.c lib/table.c lib/attachments.c lib/fork.c lib/shm.c
 PRELOAD_SRC := $(LIB_SRC) lib/preload.c
 # the library compiles ipcperm (src/perm.c) into itself; it exports the
@@ -104,6 +107,13 @@ $(B)/shmfs-uninstalled.pc: shmfs.pc.in FORCE | $(B)
 # Test and example programs: every tests/progs/*.c and examples/*.c.
 PROGS := $(patsubst tests/progs/%.c,$(B)/progs/%,$(wildcard tests/progs/*.c)) \
 	$(patsubst examples/%.c,$(B)/progs/%,$(wildcard examples/*.c))
+# The daemon as a binary of another table format: an upgrade to it must be
+# refused (tests/test_failover.py).
+PROGS += $(B)/progs/shmfs_other_format
+$(B)/progs/shmfs_other_format: $(DAEMON_SRC) $(wildcard src/*.h include/*.h) | $(B)
+	@mkdir -p $(B)/progs
+	$(CC) $(ALL_CFLAGS) -DSHMFS_TEST_OTHER_FORMAT $(FUSE_CFLAGS) $(LDFLAGS) \
+		-o $@ $(DAEMON_SRC) $(FUSE_LIBS) -lpthread
 .PHONY: progs
 progs: $(PROGS)
 $(B)/progs/%: tests/progs/%.c | $(B)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "killpoint.h"
 #include "seg_impl.h"
 
 /* ---- processes and refs ---- */
@@ -36,7 +37,7 @@ static struct proc *proc_get(pid_t tgid)
 
 	if (p)
 		return p;
-	p = calloc(1, sizeof(*p));
+	p = pcalloc(1, sizeof(*p));
 	if (!p)
 		return NULL;
 	p->tgid = tgid;
@@ -58,7 +59,7 @@ static void proc_drop_if_empty(struct proc *p)
 			*pp = p->next;
 			break;
 		}
-	free(p);
+	pfree(p);
 	T.nprocs--;
 }
 
@@ -91,8 +92,8 @@ static void fork_unlink(struct fork_pending *fp)
 			*pp = fp->next;
 			break;
 		}
-	free(fp->kids);
-	free(fp);
+	pfree(fp->kids);
+	pfree(fp);
 	T.npending--;
 }
 
@@ -130,7 +131,7 @@ static void ref_detach(struct ref *r, pid_t lpid)
 		s->refs = r->s_next;
 	if (r->s_next)
 		r->s_next->s_prev = r->s_prev;
-	free(r);
+	pfree(r);
 	T.nrefs--;
 	s->ds.nattch--;
 	s->ds.dtime = seg_now();
@@ -161,7 +162,7 @@ static void fork_drop(struct fork_pending *fp, pid_t lpid)
 
 static struct ref *ref_new(struct seg *s)
 {
-	struct ref *r = calloc(1, sizeof(*r));
+	struct ref *r = pcalloc(1, sizeof(*r));
 
 	if (r) {
 		r->seg = s;
@@ -209,17 +210,17 @@ int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 		p = proc_find(c->pid);
 		if (!p || !p->nsessions)
 			return -EPROTO;
-		seg_limits_for(&l, T.cfg.given.shmseg ? 0 : SEG_LIMIT_SHMMNI);
+		seg_limits_for(&l, Tcfg.given.shmseg ? 0 : SEG_LIMIT_SHMMNI);
 		if (p->nrefs >= l.shmseg)
 			return -EMFILE;
 	}
-	h = calloc(1, sizeof(*h));
+	h = pcalloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	if (attach) {
 		r = ref_new(s);
 		if (!r) {
-			free(h);
+			pfree(h);
 			return -ENOMEM;
 		}
 		ref_own(r, p);
@@ -285,7 +286,7 @@ static struct session *session_get(pid_t tgid, uint64_t file)
 	s = session_find(p, file);
 	if (s)
 		return s;
-	s = calloc(1, sizeof(*s));
+	s = pcalloc(1, sizeof(*s));
 	if (!s) {
 		proc_drop_if_empty(p);
 		return NULL;
@@ -337,7 +338,7 @@ static bool session_end(struct session *s)
 	for (pp = &T.by_file[file_bucket(file)]; *pp != s; pp = &(*pp)->f_next)
 		;
 	*pp = s->f_next;
-	free(s);
+	pfree(s);
 	p->nsessions--;
 	T.nsessions--;
 	for (fp = T.forks; fp; fp = fp->next)
@@ -413,7 +414,7 @@ static bool fork_has_kid(const struct fork_pending *fp, pid_t tgid)
 
 static bool born_after(const struct fork_pending *fp, uint64_t born)
 {
-	return !T.cfg.born || !T.cfg.next_born || born >= fp->since;
+	return !Tcfg.born || !Tcfg.next_born || born >= fp->since;
 }
 
 /* Can tgid (whose parent and birth are given) be fp's child? */
@@ -444,8 +445,8 @@ static struct fork_pending *fork_of_child(uint64_t file, pid_t tgid,
 static void seg_stranger_closed(uint64_t file, pid_t tgid)
 {
 	struct fork_pending *fp;
-	pid_t parent = T.cfg.parent_of(tgid);
-	uint64_t born = T.cfg.born ? T.cfg.born(tgid) : 0;
+	pid_t parent = Tcfg.parent_of(tgid);
+	uint64_t born = Tcfg.born ? Tcfg.born(tgid) : 0;
 	TABLE_LOCK();
 
 	fp = fork_of_child(file, tgid, parent, born);
@@ -466,9 +467,9 @@ static int kids_of(pid_t parent, struct kid **out)
 	int n, i;
 
 	*out = NULL;
-	if (!T.cfg.children_of)
+	if (!Tcfg.children_of)
 		return -ENOSYS;
-	n = T.cfg.children_of(parent, &pids);
+	n = Tcfg.children_of(parent, &pids);
 	if (n <= 0)
 		return n;
 	kids = calloc((size_t)n, sizeof(*kids));
@@ -478,7 +479,7 @@ static int kids_of(pid_t parent, struct kid **out)
 	}
 	for (i = 0; i < n; i++) {
 		kids[i].pid = pids[i];
-		kids[i].born = T.cfg.born ? T.cfg.born(pids[i]) : 0;
+		kids[i].born = Tcfg.born ? Tcfg.born(pids[i]) : 0;
 	}
 	free(pids);
 	*out = kids;
@@ -499,7 +500,7 @@ static void seg_forks_orphaned(uint64_t file, pid_t parent)
 		    fp->scanned)
 			continue;
 		fp->scanned = true;
-		fp->kids = n > 0 ? calloc((size_t)n, sizeof(*fp->kids)) : NULL;
+		fp->kids = n > 0 ? pcalloc((size_t)n, sizeof(*fp->kids)) : NULL;
 		for (i = 0; fp->kids && i < n; i++)
 			if (born_after(fp, kids[i].born))
 				fp->kids[fp->nkids++] = kids[i].pid;
@@ -518,12 +519,15 @@ void seg_session_close(uint64_t file, pid_t tgid)
 		TABLE_LOCK();
 		s = session_find(proc_find(tgid), file);
 		if (!s)
-			stranger = T.forks && T.cfg.parent_of;
-		else if (s->opens <= 1)
+			stranger = T.forks && Tcfg.parent_of;
+		else if (s->opens <= 1) {
 			orphans = session_end(s);
-		else
+			killpoint("close"); /* detached, not committed */
+		} else
 			s->opens--;
 	}
+	/* the host is asked next: a close is the same done again */
+	table_checkpoint();
 	/* Closes by vfork children and other strangers find no fork. */
 	if (stranger)
 		seg_stranger_closed(file, tgid);
@@ -565,7 +569,7 @@ void seg_release(struct seg_handle *h)
 		T.handles = h->next;
 	if (h->next)
 		h->next->prev = h->prev;
-	free(h);
+	pfree(h);
 	T.nhandles--;
 	s->handles--;
 	if (s->freed && !s->handles)
@@ -670,7 +674,7 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 	int nkids = -1, err;
 	uint64_t tok = 0;
 	/* before the lock: the host is asked nothing under it */
-	uint64_t since = T.cfg.next_born ? T.cfg.next_born() : 0;
+	uint64_t since = Tcfg.next_born ? Tcfg.next_born() : 0;
 
 	*token = 0;
 	*count = 0;
@@ -691,7 +695,7 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 		return -EPROTO;
 	if (fork_find(tok))
 		return -EAGAIN;
-	fp = calloc(1, sizeof(*fp));
+	fp = pcalloc(1, sizeof(*fp));
 	if (!fp)
 		return -ENOMEM;
 	fp->token = tok;
@@ -700,6 +704,7 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 	fp->since = since;
 	fp->next = T.forks;
 	T.forks = fp;
+	killpoint("fork"); /* pending, its refs not counted yet */
 	T.npending++;
 	now = seg_now();
 	for (r = p->refs; r; r = r->o_next) {
@@ -726,8 +731,8 @@ int seg_fork_child(uint64_t file, struct perm_cred *c, uint64_t token)
 	struct fork_pending *fp;
 	struct proc *p;
 	/* who the caller is, asked before the lock */
-	pid_t parent = T.cfg.parent_of ? T.cfg.parent_of(c->pid) : -1;
-	uint64_t born = T.cfg.born ? T.cfg.born(c->pid) : 0;
+	pid_t parent = Tcfg.parent_of ? Tcfg.parent_of(c->pid) : -1;
+	uint64_t born = Tcfg.born ? Tcfg.born(c->pid) : 0;
 	TABLE_LOCK();
 
 	fp = fork_find(token);
@@ -743,6 +748,7 @@ int seg_fork_child(uint64_t file, struct perm_cred *c, uint64_t token)
 
 		olist_remove(&fp->refs, r);
 		ref_own(r, p);
+		killpoint("claim"); /* some refs the child's, some not */
 	}
 	fork_unlink(fp);
 	return 0;
@@ -827,14 +833,14 @@ void attach_fini(void)
 		struct seg_handle *h = T.handles;
 
 		T.handles = h->next;
-		free(h);
+		pfree(h);
 	}
 	while (T.forks) {
 		while (T.forks->refs) {
 			struct ref *r = T.forks->refs;
 
 			olist_remove(&T.forks->refs, r);
-			free(r);
+			pfree(r);
 		}
 		fork_unlink(T.forks);
 	}
@@ -846,16 +852,16 @@ void attach_fini(void)
 				struct ref *r = p->refs;
 
 				olist_remove(&p->refs, r);
-				free(r);
+				pfree(r);
 			}
 			while (p->sessions) {
 				struct session *s = p->sessions;
 
 				p->sessions = s->p_next;
-				free(s);
+				pfree(s);
 			}
 			T.procs[b] = p->next;
-			free(p);
+			pfree(p);
 		}
 	memset(T.by_file, 0, sizeof(T.by_file));
 	T.nhandles = T.nprocs = T.npending = T.nsessions = T.nrefs = 0;

@@ -27,7 +27,7 @@ static int ctl_hello(struct ctl_req *r, void *io)
 	(void)r;
 	h->version = SHMFS_PROTO_VERSION;
 	h->page_size = (uint32_t)O.page_size;
-	h->daemon_pid = (int32_t)getpid(); /* the published table's too */
+	h->daemon_pid = (int32_t)O.table_pid; /* the published table's too */
 	h->pad = 0;
 	return 0;
 }

@@ -39,6 +39,9 @@
 #define XATTR_PREFIX "user.shm."
 #define REQUESTS_XATTR "user.shmfs.requests"
 #define STATS_XATTR "user.shmfs.stats"
+#define PID_XATTR "user.shmfs.pid"
+#define HOLDER_XATTR "user.shmfs.holder_pid"
+#define KILLPOINT_XATTR "user.shmfs.killpoint" /* tests: killpoint.h */
 
 /* Requests served, by type: the root's user.shmfs.requests xattr. */
 enum req_type {
@@ -77,6 +80,11 @@ struct front {
 	size_t page_size;
 	int verbose;
 	const char *table_path;
+	pid_t holder; /* the holder's pid, or 0 without one */
+	/* whose life the published table follows: the holder's, which
+	 * outlives servers, or this server's */
+	pid_t table_pid;
+	volatile int handing_over; /* stopping for a successor */
 };
 extern struct front O;
 

@@ -27,15 +27,61 @@ static struct ofile **ofile_slot(uint64_t id)
 	return pp;
 }
 
-uint64_t ofile_register(struct ofile *of)
+static void ofile_insert(struct ofile *of)
 {
-	pthread_mutex_lock(&OF.lock);
-	of->id = OF.next_id++;
-	of->refs = 1;
 	of->next = OF.bucket[of->id % OFILE_BUCKETS];
 	OF.bucket[of->id % OFILE_BUCKETS] = of;
+}
+
+uint64_t ofile_register(struct ofile *of)
+{
+	/* the table keeps it too, for a successor (files.c) */
+	of->id = seg_file_add((int)of->kind, of->h);
+	if (!of->id)
+		return 0;
+	pthread_mutex_lock(&OF.lock);
+	of->refs = 1;
+	ofile_insert(of);
 	pthread_mutex_unlock(&OF.lock);
 	return of->id;
+}
+
+/*
+ * A file opened under a server that is gone: made again from the
+ * table's record of it (a status file's cursor starts anew; a read goes
+ * on from where it asks).  NULL when the table has no such file.
+ */
+static struct ofile *ofile_adopt(uint64_t id)
+{
+	struct seg_handle *h;
+	struct ofile *of, *other;
+	int kind;
+
+	if (seg_file_find(id, &kind, &h))
+		return NULL;
+	of = calloc(1, sizeof(*of));
+	if (!of)
+		return NULL;
+	of->kind = (enum ofile_kind)kind;
+	of->h = h;
+	of->id = id;
+	if (of->kind == OF_STATUS && seg_status_open(&of->status)) {
+		free(of);
+		return NULL;
+	}
+	pthread_mutex_lock(&OF.lock);
+	other = *ofile_slot(id);
+	if (other) { /* another request made it meanwhile */
+		other->refs++;
+		pthread_mutex_unlock(&OF.lock);
+		seg_status_close(of->status);
+		free(of);
+		return other;
+	}
+	of->refs = 2; /* the open, and this request */
+	ofile_insert(of);
+	pthread_mutex_unlock(&OF.lock);
+	return of;
 }
 
 static void ofile_free(struct ofile *of)
@@ -55,7 +101,7 @@ struct ofile *ofile_get(struct fuse_file_info *fi)
 	if (of)
 		of->refs++;
 	pthread_mutex_unlock(&OF.lock);
-	return of;
+	return of ? of : ofile_adopt(fi->fh);
 }
 
 void ofile_put(struct ofile *of)
@@ -78,15 +124,23 @@ void ofile_putp(struct ofile **of)
 
 void ofile_unregister(uint64_t id)
 {
-	struct ofile **pp, *of;
+	struct fuse_file_info fi = { .fh = id };
+	/* a file opened under a dead server is made here first, so that
+	 * its handle goes with it */
+	struct ofile **pp, *got = ofile_get(&fi), *of = got;
 
+	seg_file_remove(id);
+	if (!got)
+		return;
 	pthread_mutex_lock(&OF.lock);
 	pp = ofile_slot(id);
-	of = *pp;
-	if (of)
-		*pp = of->next;
+	if (*pp == got)
+		*pp = got->next;
+	else
+		of = NULL; /* unregistered meanwhile: its open's hold went */
 	pthread_mutex_unlock(&OF.lock);
-	ofile_put(of);
+	ofile_put(of); /* the open's hold */
+	ofile_put(got); /* ours */
 }
 
 void ofile_free_all(void)

@@ -280,6 +280,7 @@ static void shmfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 	if (ino_is_seg(ino))
 		seg_forget(ino - SEG_BASE, nlookup);
 	fuse_reply_none(req);
+	table_request_done(); /* no reply to commit with */
 }
 
 static void shmfs_forget_multi(fuse_req_t req, size_t count,
@@ -293,6 +294,7 @@ static void shmfs_forget_multi(fuse_req_t req, size_t count,
 			seg_forget(forgets[i].ino - SEG_BASE,
 				   forgets[i].nlookup);
 	fuse_reply_none(req);
+	table_request_done();
 }
 
 static void shmfs_getattr(fuse_req_t req, fuse_ino_t ino,
@@ -482,6 +484,7 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 	struct ofile *of;
 	struct perm_cred c;
 	int accmode = fi->flags & O_ACCMODE, err;
+	pid_t tgid;
 	bool attach;
 
 	count_req(R_OPEN);
@@ -540,10 +543,19 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
+	/* asked of /proc before the table changes: it is held from then
+	 * until the reply (table_tx.c) */
+	tgid = of->kind == OF_CTL ? sysinfo_tgid(fuse_req_ctx(req)->pid) : 0;
 	fi->fh = ofile_register(of);
-	if (of->kind == OF_CTL &&
-	    (err = seg_session_open(fi->fh,
-				    sysinfo_tgid(fuse_req_ctx(req)->pid)))) {
+	if (!fi->fh) {
+		if (of->h)
+			seg_release(of->h);
+		seg_status_close(of->status);
+		free(of);
+		reply_err(req, "open (no room for the file)", ENOMEM);
+		return;
+	}
+	if (of->kind == OF_CTL && (err = seg_session_open(fi->fh, tgid))) {
 		ofile_unregister(fi->fh);
 		reply_err(req, "open .ctl", -err);
 		return;
@@ -767,17 +779,48 @@ static void shmfs_init(void *userdata, struct fuse_conn_info *conn)
 static void shmfs_destroy(void *userdata)
 {
 	(void)userdata;
-	ofile_free_all();
+	/* a server handing over leaves every file to its successor */
+	if (!O.handing_over)
+		ofile_free_all();
 }
 
-int ops_start(struct fuse_session *se, int verbose, const char *table_path)
+int ops_start(struct fuse_session *se, int verbose, const char *table_path,
+	      pid_t holder)
 {
 	O.se = se;
+	O.holder = holder;
+	O.table_pid = holder ? holder : getpid();
 	O.verbose = verbose;
 	O.table_path = table_path;
 	O.page_size = (size_t)sysconf(_SC_PAGESIZE);
 	O.mount_time = time(NULL);
 	return notify_start(se);
+}
+
+void ops_handover(void)
+{
+	O.handing_over = 1;
+	if (O.se)
+		fuse_session_exit(O.se);
+}
+
+void ops_abandoned_open(uint64_t fh)
+{
+	struct fuse_file_info fi = { .fh = fh };
+	struct ofile *of = ofile_get(&fi);
+
+	if (!of)
+		return;
+	/* as its RELEASE would have */
+	if (of->kind == OF_CTL)
+		seg_file_released(fh);
+	ofile_unregister(fh);
+	ofile_put(of);
+}
+
+bool ops_handing_over(void)
+{
+	return O.handing_over;
 }
 
 void ops_stop(void)

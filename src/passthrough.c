@@ -12,6 +12,7 @@
  * uses it, so the daemon need not keep a descriptor of its own.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -19,7 +20,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "holder.h"
+#include "killpoint.h"
 #include "passthrough.h"
+#include "seg.h"
+#include "takeover.h"
 
 #define PT_INIT_EXT (1u << 30) /* in flags: flags2 is meaningful */
 #define PT_PASSTHROUGH_FLAGS2 (1u << (37 - 32)) /* FUSE_PASSTHROUGH */
@@ -63,10 +68,80 @@ static bool wanted;
 static __thread bool init_reply; /* from pt_init to INIT's reply */
 static __thread int open_backing; /* set around pt_reply_open */
 
+struct pt_in_header {
+	uint32_t len;
+	uint32_t opcode;
+	uint64_t unique;
+};
+
+#define PT_FUSE_INIT 26
+#define PT_UNIQUE_RESEND (1ULL << 63)
+#define PT_RECORD_MAX (1u << 20)
+
+static void (*abandoned)(uint64_t fh);
+
+void pt_on_abandoned(void (*fn)(uint64_t fh))
+{
+	abandoned = fn;
+}
+
+/*
+ * A request the kernel sends again (a server died after reading it) that
+ * the table has a recorded reply for: it was applied, and its answer is
+ * the one its first try built.  Sent here: 1, or 0 without a record, or
+ * -1 when the kernel no longer wants it (its caller died meanwhile).
+ */
+static int pt_answer_recorded(int fd, uint64_t unique)
+{
+	static __thread char *rec;
+	struct pt_out_header *h;
+	ssize_t n;
+
+	if (!rec && !(rec = malloc(PT_RECORD_MAX)))
+		return 0;
+	n = table_recorded_reply(unique, rec, PT_RECORD_MAX);
+	if (n < (ssize_t)sizeof(*h) || n > PT_RECORD_MAX)
+		return 0;
+	h = (struct pt_out_header *)(void *)rec;
+	h->unique = unique; /* the resent request's own id */
+	if (write(fd, rec, (size_t)n) < 0)
+		return errno == ENOENT ? -1 : 0;
+	return 1;
+}
+
+/*
+ * Each request as a worker reads it: the table learns which request the
+ * thread serves (its changes commit with the reply), the holder gets
+ * FUSE_INIT's bytes, and a resent request already applied is answered
+ * from its record without reaching libfuse.
+ */
 static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
+	const struct pt_in_header *h = buf;
+	ssize_t n;
+
 	(void)userdata;
-	return read(fd, buf, len);
+	for (;;) {
+		n = read(fd, buf, len);
+		if (n < (ssize_t)sizeof(*h))
+			return n;
+		if (h->opcode == PT_FUSE_INIT)
+			holder_note_init(buf, (size_t)n);
+		if (h->unique & PT_UNIQUE_RESEND) {
+			/* confirmed before it is answered: table_settle
+			 * must not take it for abandoned meanwhile */
+			uint64_t fh = table_confirm(h->unique);
+			int r = pt_answer_recorded(fd, h->unique);
+
+			if (r < 0 && fh && abandoned)
+				abandoned(fh);
+			if (r)
+				continue;
+		}
+		table_request(h->unique, h->opcode);
+		killpoint("read"); /* read, not applied */
+		return n;
+	}
 }
 
 static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
@@ -90,17 +165,29 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 			init_reply = false;
 		}
 	}
+	if (count >= 1 && iov[0].iov_len == sizeof(*h) && h->unique) {
+		ssize_t ret;
+
+		if (takeover_swallow(iov, count, &ret))
+			return ret;
+		/* the request's change commits with these very bytes */
+		table_reply(h->unique, iov, count);
+		ret = writev(fd, iov, count);
+		if (ret >= 0)
+			table_delivered();
+		return ret;
+	}
 	return writev(fd, iov, count);
 }
 
-int pt_install(struct fuse_session *se, int want)
+int pt_install(struct fuse_session *se, int fd, int want)
 {
 	static const struct fuse_custom_io io = {
 		.read = pt_read,
 		.writev = pt_writev,
 	};
 
-	dev_fd = fuse_session_fd(se);
+	dev_fd = fd;
 	wanted = want;
 	return fuse_session_custom_io(se, &io, dev_fd);
 }

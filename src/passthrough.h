@@ -12,7 +12,7 @@
 
 /* Install the I/O hooks on a mounted session; with want false they only
  * pass bytes through and passthrough is never asked for. */
-int pt_install(struct fuse_session *se, int want);
+int pt_install(struct fuse_session *se, int fd, int want);
 /* From the init callback: INIT's reply, sent next by this thread, asks
  * for passthrough. */
 void pt_init(void);
@@ -21,6 +21,9 @@ void pt_uninstall(void);
 /* Register fd as a backing file: an id > 0, or -errno. */
 int pt_backing_open(int fd);
 void pt_backing_close(int id);
+/* Told of an open the table holds whose recorded reply the kernel
+ * refused when resent (its caller died): nothing will release it. */
+void pt_on_abandoned(void (*fn)(uint64_t fh));
 /* fuse_reply_open for a file the kernel is to serve from backing id. */
 int pt_reply_open(fuse_req_t req, const struct fuse_file_info *fi, int id);
 

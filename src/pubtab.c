@@ -20,6 +20,8 @@
 
 static struct shmfs_table *tab;
 static char tab_path[PATH_MAX];
+/* Rebuilding (a successor's republish): key_seq stays odd throughout. */
+static bool rebuilding;
 
 static void seq_begin(uint32_t *seq)
 {
@@ -68,10 +70,12 @@ static void pub_key_add(key_t key, int slot)
 	if (!tab)
 		return;
 	head = &tab->buckets[shmfs_table_bucket(key)];
-	seq_begin(&tab->key_seq);
+	if (!rebuilding)
+		seq_begin(&tab->key_seq);
 	tab->entries[slot].key_next = *head;
 	*head = (uint32_t)slot + 1;
-	seq_end(&tab->key_seq);
+	if (!rebuilding)
+		seq_end(&tab->key_seq);
 }
 
 static void pub_key_del(key_t key, int slot)
@@ -91,11 +95,47 @@ static void pub_key_del(key_t key, int slot)
 	seq_end(&tab->key_seq);
 }
 
+/*
+ * Forget everything, readers told to wait (key_seq odd, and each entry's
+ * seq made even again: a dead server may have left one odd), until
+ * pub_reset_done.
+ */
+static void pub_reset(void)
+{
+	uint32_t i;
+
+	if (!tab)
+		return;
+	if (!(__atomic_load_n(&tab->key_seq, __ATOMIC_RELAXED) & 1))
+		seq_begin(&tab->key_seq);
+	rebuilding = true;
+	memset(tab->buckets, 0, sizeof(tab->buckets));
+	for (i = 0; i < SHMFS_MAX_SLOTS; i++) {
+		struct shmfs_table_entry *e = &tab->entries[i];
+
+		if (e->seq & 1)
+			seq_end(&e->seq);
+		e->key_next = 0;
+		if (e->live)
+			pub_clear((int)i);
+	}
+}
+
+static void pub_reset_done(void)
+{
+	if (!tab)
+		return;
+	rebuilding = false;
+	seq_end(&tab->key_seq);
+}
+
 const struct seg_publisher pubtab_publisher = {
 	.set = pub_set,
 	.clear = pub_clear,
 	.key_add = pub_key_add,
 	.key_del = pub_key_del,
+	.reset = pub_reset,
+	.reset_done = pub_reset_done,
 };
 
 /* Tables of daemons that died without cleaning up. */
@@ -120,7 +160,7 @@ static void pubtab_sweep(const char *dir)
 	closedir(d);
 }
 
-int pubtab_open(const char *dir)
+int pubtab_open(const char *dir, pid_t owner)
 {
 	size_t size = sizeof(struct shmfs_table);
 	void *map;
@@ -129,7 +169,7 @@ int pubtab_open(const char *dir)
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
 		return -errno;
 	pubtab_sweep(dir);
-	snprintf(tab_path, sizeof(tab_path), "%s/table.%d", dir, (int)getpid());
+	snprintf(tab_path, sizeof(tab_path), "%s/table.%d", dir, (int)owner);
 	fd = open(tab_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
 		  0444);
 	if (fd < 0) {
@@ -152,12 +192,50 @@ int pubtab_open(const char *dir)
 	tab->version = SHMFS_TABLE_VERSION;
 	tab->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
 	tab->max_slots = SHMFS_MAX_SLOTS;
-	tab->daemon_pid = (int32_t)getpid();
+	tab->daemon_pid = (int32_t)owner;
 	__atomic_store_n(&tab->magic, SHMFS_TABLE_MAGIC, __ATOMIC_RELEASE);
 	return 0;
 fail:
 	close(fd);
 	unlink(tab_path);
+	tab_path[0] = '\0';
+	return err;
+}
+
+int pubtab_adopt(const char *dir, pid_t owner)
+{
+	size_t size = sizeof(struct shmfs_table);
+	struct shmfs_table *map;
+	struct stat st;
+	int fd, err;
+
+	snprintf(tab_path, sizeof(tab_path), "%s/table.%d", dir, (int)owner);
+	fd = open(tab_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		tab_path[0] = '\0';
+		return -errno;
+	}
+	if (fstat(fd, &st) < 0 || (size_t)st.st_size != size) {
+		err = fstat(fd, &st) < 0 ? -errno : -EINVAL;
+		goto fail;
+	}
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		err = -errno;
+		goto fail;
+	}
+	close(fd);
+	if (map->magic != SHMFS_TABLE_MAGIC ||
+	    map->version != SHMFS_TABLE_VERSION ||
+	    map->daemon_pid != (int32_t)owner) {
+		munmap(map, size);
+		tab_path[0] = '\0';
+		return -EPROTO;
+	}
+	tab = map;
+	return 0;
+fail:
+	close(fd);
 	tab_path[0] = '\0';
 	return err;
 }

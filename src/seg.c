@@ -18,13 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "killpoint.h"
 #include "seg_impl.h"
 
-static struct lock_user *lock_users;
-
-struct seg_table T = { .lock = PTHREAD_MUTEX_INITIALIZER, .arena = -1 };
-
-static int64_t default_now(void)
+int64_t seg_default_now(void)
 {
 	return (int64_t)time(NULL);
 }
@@ -133,8 +130,8 @@ static void key_insert(struct seg *s)
 
 	s->key_next = T.by_key[b];
 	T.by_key[b] = s;
-	if (T.cfg.pub)
-		T.cfg.pub->key_add(s->ds.key, s->slot);
+	if (Tcfg.pub)
+		Tcfg.pub->key_add(s->ds.key, s->slot);
 }
 
 static void key_remove(struct seg *s)
@@ -146,8 +143,8 @@ static void key_remove(struct seg *s)
 			*p = s->key_next;
 			break;
 		}
-	if (T.cfg.pub)
-		T.cfg.pub->key_del(s->ds.key, s->slot);
+	if (Tcfg.pub)
+		Tcfg.pub->key_del(s->ds.key, s->slot);
 }
 
 struct seg *serial_find(uint64_t serial)
@@ -194,8 +191,8 @@ struct seg *seg_find_id(int shmid)
 
 void publish(const struct seg *s)
 {
-	if (T.cfg.pub && !s->freed)
-		T.cfg.pub->set(s->slot, &s->ds);
+	if (Tcfg.pub && !s->freed)
+		Tcfg.pub->set(s->slot, &s->ds);
 }
 
 /* ---- limits ---- */
@@ -203,7 +200,7 @@ void publish(const struct seg *s)
 void seg_limits_for(struct seg_limits *l, unsigned want)
 {
 	struct seg_limits host = { 0 };
-	const struct seg_limits *g = &T.cfg.given;
+	const struct seg_limits *g = &Tcfg.given;
 	unsigned read = 0;
 
 	if (!g->shmmax && (want & SEG_LIMIT_SHMMAX))
@@ -213,8 +210,8 @@ void seg_limits_for(struct seg_limits *l, unsigned want)
 	/* shmseg follows shmmni when it is not given */
 	if (!g->shmmni && (want & SEG_LIMIT_SHMMNI))
 		read |= SEG_LIMIT_SHMMNI;
-	if (read && T.cfg.host_limits)
-		T.cfg.host_limits(&host, read);
+	if (read && Tcfg.host_limits)
+		Tcfg.host_limits(&host, read);
 	l->shmmax = g->shmmax	  ? g->shmmax
 		    : host.shmmax ? host.shmmax
 				  : DEFAULT_SHMMAX;
@@ -241,7 +238,7 @@ void seg_maybe_destroy(struct seg *s)
 		return;
 	seg_release_memory(s);
 	serial_remove(s);
-	free(s);
+	pfree(s);
 	T.nobjects--;
 }
 
@@ -258,15 +255,15 @@ void seg_sysv_free(struct seg *s)
 			T.nprivate--;
 		s->removed = true;
 	}
-	if (T.cfg.pub)
-		T.cfg.pub->clear(s->slot);
+	if (Tcfg.pub)
+		Tcfg.pub->clear(s->slot);
 	T.slots[s->slot].seg = NULL;
 	slot_mark(s->slot, false);
 	T.nused--;
 	s->slot = -1;
 	s->freed = true;
-	if (T.cfg.freed)
-		T.cfg.freed(s->ds.shmid);
+	if (Tcfg.freed)
+		Tcfg.freed(s->ds.shmid);
 	if (!s->handles)
 		seg_release_memory(s);
 	seg_maybe_destroy(s);
@@ -283,6 +280,7 @@ static void seg_rmid(struct seg *s)
 		s->ds.mode |= SHMFS_SHM_DEST;
 		s->removed = true;
 	}
+	killpoint("rmid"); /* nameless, not freed yet */
 	if (!s->ds.nattch)
 		seg_sysv_free(s);
 	else
@@ -317,18 +315,8 @@ struct perm_obj seg_perm(const struct seg *s)
 
 /* ---- life cycle ---- */
 
-int seg_init(const struct seg_config *cfg)
-{
-	T.cfg = *cfg;
-	if (!T.cfg.now)
-		T.cfg.now = default_now;
-	if (!T.cfg.page_size)
-		T.cfg.page_size = (size_t)sysconf(_SC_PAGESIZE);
-	T.next_serial = 1;
-	return segmem_init();
-}
-
-void seg_fini(void)
+/* Everything goes, in one transaction: the walk checks the counts. */
+static void table_free_all(void)
 {
 	unsigned b;
 	TABLE_LOCK();
@@ -340,13 +328,13 @@ void seg_fini(void)
 
 			T.by_serial[b] = s->serial_next;
 			seg_release_memory(s);
-			free(s);
+			pfree(s);
 		}
-	while (lock_users) {
-		struct lock_user *u = lock_users;
+	while (T.lock_users) {
+		struct lock_user *u = T.lock_users;
 
-		lock_users = u->next;
-		free(u);
+		T.lock_users = u->next;
+		pfree(u);
 	}
 	memset(T.slots, 0, sizeof(T.slots));
 	memset(T.used, 0, sizeof(T.used));
@@ -356,6 +344,38 @@ void seg_fini(void)
 	T.nused = T.nprivate = 0;
 	segmem_fini();
 	T.tot_pages = T.nobjects = 0;
+	files_fini();
+}
+
+void seg_fini(void)
+{
+	if (!seg_T)
+		return;
+	table_free_all();
+	table_close();
+}
+
+/*
+ * A successor's first act: the published table shows the table as the
+ * last commit left it, whatever the dead server had published of a
+ * change it did not commit.
+ */
+void seg_republish(void)
+{
+	int slot;
+
+	if (!Tcfg.pub)
+		return;
+	if (Tcfg.pub->reset)
+		Tcfg.pub->reset();
+	for (slot = slot_next_used(0); slot >= 0;
+	     slot = slot_next_used(slot + 1)) {
+		struct seg *s = T.slots[slot].seg;
+
+		if (!s->removed && s->ds.key != IPC_PRIVATE)
+			Tcfg.pub->key_add(s->ds.key, slot);
+		publish(s);
+	}
 }
 
 /* ---- shmget ---- */
@@ -364,7 +384,7 @@ static int seg_create(key_t key, uint64_t size, int flags,
 		      const struct perm_cred *c, int *shmid)
 {
 	struct seg_limits l;
-	uint64_t page = T.cfg.page_size, pages;
+	uint64_t page = Tcfg.page_size, pages;
 	struct seg *s;
 	int slot, err;
 	uint16_t seq;
@@ -380,8 +400,8 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	/* as shmem_kernel_file_setup: the largest file, then the commit */
 	if (size > (uint64_t)INT64_MAX)
 		return -EINVAL;
-	if (!(flags & SHM_NORESERVE) && T.cfg.commit_room &&
-	    pages > T.cfg.commit_room())
+	if (!(flags & SHM_NORESERVE) && Tcfg.commit_room &&
+	    pages > Tcfg.commit_room())
 		return -ENOMEM;
 	if (T.nused >= l.shmmni)
 		return -ENOSPC;
@@ -389,7 +409,7 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	if (slot < 0)
 		return -ENOSPC;
 
-	s = calloc(1, sizeof(*s));
+	s = pcalloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->memfd = -1;
@@ -397,7 +417,7 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	s->ds.segsz = size;
 	err = seg_alloc_memory(s);
 	if (err) {
-		free(s);
+		pfree(s);
 		return err;
 	}
 
@@ -418,6 +438,7 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	s->ds.cpid = c->pid;
 	serial_insert(s);
 	publish(s);
+	killpoint("create"); /* in the slot, not under its key yet */
 	if (key != IPC_PRIVATE)
 		key_insert(s);
 	else
@@ -467,7 +488,7 @@ static struct lock_user *lock_user_find(uid_t uid)
 {
 	struct lock_user *u;
 
-	for (u = lock_users; u; u = u->next)
+	for (u = T.lock_users; u; u = u->next)
 		if (u->uid == uid)
 			return u;
 	return NULL;
@@ -475,7 +496,7 @@ static struct lock_user *lock_user_find(uid_t uid)
 
 static int seg_mlock(struct seg *s, const struct perm_cred *c, uint64_t memlock)
 {
-	uint64_t limit = memlock / T.cfg.page_size;
+	uint64_t limit = memlock / Tcfg.page_size;
 	struct lock_user *u;
 
 	if (!perm_is_root(c) && !memlock)
@@ -486,12 +507,12 @@ static int seg_mlock(struct seg *s, const struct perm_cred *c, uint64_t memlock)
 	if (!perm_is_root(c) && (u ? u->pages : 0) + s->pages > limit)
 		return -ENOMEM;
 	if (!u) {
-		u = calloc(1, sizeof(*u));
+		u = pcalloc(1, sizeof(*u));
 		if (!u)
 			return -ENOMEM;
 		u->uid = c->uid;
-		u->next = lock_users;
-		lock_users = u;
+		u->next = T.lock_users;
+		T.lock_users = u;
 	}
 	u->pages += s->pages;
 	s->lock_uid = c->uid;
@@ -512,12 +533,12 @@ static void seg_munlock(struct seg *s)
 	u->pages -= s->pages < u->pages ? s->pages : u->pages;
 	if (u->pages)
 		return;
-	for (pp = &lock_users; *pp; pp = &(*pp)->next)
+	for (pp = &T.lock_users; *pp; pp = &(*pp)->next)
 		if (*pp == u) {
 			*pp = u->next;
 			break;
 		}
-	free(u);
+	pfree(u);
 }
 
 /* ---- shmctl ---- */
@@ -527,7 +548,7 @@ static void seg_shm_info(struct shmfs_shm_info *si)
 	memset(si, 0, sizeof(*si));
 	si->used_ids = (int32_t)T.nused;
 	si->shm_tot = T.tot_pages;
-	si->shm_rss = segmem_rss() / T.cfg.page_size;
+	si->shm_rss = segmem_rss() / Tcfg.page_size;
 }
 
 static int seg_ctl_locked(struct perm_cred *c, struct shmfs_ctl *io)

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "perm.h"
 #include "shmfs_proto.h"
@@ -29,6 +30,10 @@ struct seg_publisher {
 	void (*clear)(int slot);
 	void (*key_add)(key_t key, int slot);
 	void (*key_del)(key_t key, int slot);
+	/* Optional: forget everything, readers told to wait, until
+	 * rebuilt (key_add, set) and done (a successor's republish). */
+	void (*reset)(void);
+	void (*reset_done)(void);
 };
 
 #define SEG_LIMIT_SHMMAX 1u
@@ -72,6 +77,11 @@ struct seg_config {
 	void (*backing_close)(int id);
 	/* How many backing memfds the daemon may keep open to measure. */
 	uint64_t memfd_budget;
+	/* Optional: a descriptor the table now holds (a memfd; the arena)
+	 * and one it let go, so that the holder keeps for a successor
+	 * exactly what the table refers to. */
+	void (*keep_fd)(int fd);
+	void (*drop_fd)(int fd);
 	/* Clock in whole seconds (tests may replace it). */
 	int64_t (*now)(void);
 	size_t page_size;
@@ -95,8 +105,69 @@ struct seg_handle;
 
 uint64_t seg_view_bytes(const struct seg_view *v);
 
+/*
+ * The table's layout: a successor adopts only a table of its own format
+ * (shmfs_proto.h's version too: the published table and the protocol
+ * are part of what it takes over).
+ */
+#ifndef SHMFS_TEST_OTHER_FORMAT
+#define SEG_TABLE_FORMAT (0x73686d7400010000ULL | SHMFS_PROTO_VERSION)
+#else /* build/progs/shmfs_other_format, which the tests try to upgrade to */
+#define SEG_TABLE_FORMAT (0x73686d74ff010000ULL | SHMFS_PROTO_VERSION)
+#endif
+
+/* A new table, in a new persistent heap (its memfd: seg_heap_fd). */
 int seg_init(const struct seg_config *cfg);
+/*
+ * Take over the table in the persistent heap behind fd, left by a server
+ * that died or handed over: a change it did not commit is undone, the
+ * published table made again, what it let go and did not close closed.
+ * -EPROTO for a heap of another format (nothing is touched).
+ */
+int seg_adopt(const struct seg_config *cfg, int fd);
+int seg_heap_fd(void);
+/* The descriptors the table refers to, for the holder's reckoning: up
+ * to max of them in fds; their number. */
+int seg_fds(int *fds, int max);
+/* The published table made again from the table (a new publisher). */
+void seg_republish(void);
+/* The end: everything is freed, then the heap is let go. */
 void seg_fini(void);
+
+/*
+ * Requests (table_tx.c): a worker thread says which request it serves;
+ * a change the request makes to the table commits with its reply, whose
+ * bytes are recorded with it, just before they are written; a request
+ * without a reply says when it is done.  A request the kernel sends
+ * again after a server died finds its recorded reply: the answer its
+ * first try got, without applying it twice.
+ */
+void table_request(uint64_t unique, uint32_t opcode);
+void table_reply(uint64_t unique, const struct iovec *iov, int n);
+/* The reply just committed reached the kernel (its writev succeeded). */
+void table_delivered(void);
+void table_request_done(void);
+ssize_t table_recorded_reply(uint64_t unique, void *buf, size_t cap);
+/*
+ * A successor: a resent request is answered from its record; and, once
+ * every request resent has been read, the file ids of opens the dead
+ * server answered that the kernel never took (their callers died before
+ * the resend was read: nothing will close them).  malloc'd.
+ */
+uint64_t table_confirm(uint64_t unique); /* the open's file id, or 0 */
+size_t table_settle(uint64_t **fhs);
+
+/*
+ * The front end's open files, kept in the table so that a successor
+ * finds every file the kernel still has open (files.c): an id (fi->fh,
+ * never reused), the front end's kind of file, and the handle of a
+ * segment file.  A handle no file holds when a successor adopts the
+ * table (its file's RELEASE was answered, a request still used it) is
+ * released then.
+ */
+uint64_t seg_file_add(int kind, struct seg_handle *h);
+int seg_file_find(uint64_t id, int *kind, struct seg_handle **h);
+void seg_file_remove(uint64_t id);
 void seg_limits_now(struct seg_limits *out);
 /* The same, reading from the host only what `want` needs. */
 void seg_limits_for(struct seg_limits *out, unsigned want);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "pheap.h"
 #include "seg.h"
 
 /* One key hash, the published table's (shmfs_proto.h). */
@@ -107,6 +108,7 @@ struct extent {
 
 struct seg_handle {
 	struct seg *seg;
+	bool filed; /* a file record holds it (files.c) */
 	struct seg_handle *next;
 	struct seg_handle *prev;
 };
@@ -122,9 +124,29 @@ struct lock_user {
 	uint64_t pages;
 	struct lock_user *next;
 };
+/*
+ * The table lives in the persistent heap (pheap.h), so that a successor
+ * server adopts it as it is: nothing here may be a pointer outside the
+ * heap, a descriptor the holder does not keep, or a lock.
+ */
+struct file_rec;
+
+/* An open whose reply was recorded, by its request's unique. */
+struct inflight {
+	uint64_t unique;
+	uint64_t fh;
+};
+#define INFLIGHT_SLOTS 1024
+
+/* The front end's open files (files.c). */
+struct table_front {
+	uint64_t next_id;
+	uint64_t nfiles;
+	struct file_rec *by_id[1024];
+};
+
 struct seg_table {
-	pthread_mutex_t lock;
-	struct seg_config cfg;
+	uint64_t format; /* TABLE_FORMAT of the server that made it */
 	struct slot slots[SHMFS_MAX_SLOTS];
 	uint64_t used[SLOT_WORDS];
 	uint64_t any_used[SUM_WORDS]; /* word i has a used slot */
@@ -149,26 +171,71 @@ struct seg_table {
 	uint64_t nsessions;
 	uint64_t npending;
 	uint64_t nrefs;
+	struct lock_user *lock_users;
+	/* Backing ids whose segments are gone, to close once that change
+	 * has committed (a rolled-back free must find its id still open). */
+	uint32_t *close_ids;
+	uint32_t nclose_ids, cap_close_ids;
+	struct table_front front; /* the front end's part (seg.h) */
+	/* Opens answered and not known delivered (table_tx.c). */
+	struct inflight *inflight;
+	uint64_t *marks; /* page-aligned; written with pwrite only */
 };
 
-/* The table: defined in seg.c. */
-extern struct seg_table T;
+/* The table, in the persistent heap, and what this process was told
+ * (callbacks: never in the heap): table_tx.c. */
+extern struct seg_table *seg_T;
+#define T (*seg_T)
+extern struct seg_config Tcfg;
 
-static inline void unlockp(pthread_mutex_t **m)
-{
-	if (*m)
-		pthread_mutex_unlock(*m);
-}
+/*
+ * Holds the table lock until the end of the enclosing block, as one
+ * transaction of the persistent heap (table_tx.c): a server killed inside
+ * it leaves the table as it was before.  Inside a request, a block that
+ * changed the table keeps the lock until the request's reply, so that the
+ * change and the reply commit together.
+ */
+void table_enter(void);
+void table_leave(int *unused);
+#define TABLE_LOCK()                                                    \
+	int table_hold_ __attribute__((cleanup(table_leave), unused)) = \
+		(table_enter(), 0)
 
-/* Holds the table lock until the end of the enclosing block. */
-#define TABLE_LOCK()                                                     \
-	pthread_mutex_t *table_lock_ __attribute__((cleanup(unlockp))) = \
-		(pthread_mutex_lock(&T.lock), &T.lock)
+/*
+ * Inside a request, commit what its blocks changed so far, before a step
+ * that asks the host something (a /proc read must not wait under the
+ * lock).  Only where running the request again from the start, on the
+ * table as committed here, gives the same answer: the kernel sends it
+ * again if the server dies before its reply.
+ */
+void table_checkpoint(void);
+
+/* After the change commits: close a descriptor the table let go (and
+ * tell the holder), punch a range of the arena, close a backing id. */
+void table_after_close(int fd);
+void table_after_punch(int fd, uint64_t off, uint64_t len);
+int table_after_backing_close(int id);
 
 static inline int64_t seg_now(void)
 {
-	return T.cfg.now();
+	return Tcfg.now();
 }
+
+/* table_tx.c */
+void table_close(void);
+int64_t seg_default_now(void);
+void seg_republish(void);
+
+/* files.c */
+#define FILE_BUCKETS 1024
+struct file_rec {
+	uint64_t id;
+	int kind;
+	struct seg_handle *h;
+	struct file_rec *next;
+};
+void files_adopt(void);
+void files_fini(void);
 
 /* seg.c: the index */
 int slot_next_used(int idx);
@@ -189,6 +256,7 @@ void attach_fini(void);
 /* segmem.c */
 int segmem_init(void);
 void segmem_fini(void);
+void segmem_adopt(void);
 int seg_alloc_memory(struct seg *s);
 void seg_release_memory(struct seg *s);
 /* The memory part of a view: measured now, or (arena) left to

@@ -30,6 +30,12 @@
 /* Extents of an arena range measured before the rest counts as in use. */
 #define ARENA_MEASURE_MAX 1024
 
+static void keep_fd(int fd)
+{
+	if (Tcfg.keep_fd)
+		Tcfg.keep_fd(fd);
+}
+
 int segmem_init(void)
 {
 	T.no_backing = false;
@@ -37,30 +43,67 @@ int segmem_init(void)
 	T.arena = memfd_create("shmfs", MFD_CLOEXEC);
 	if (T.arena < 0)
 		return -errno;
-	T.arena_free = calloc(1, sizeof(*T.arena_free));
+	T.arena_free = pcalloc(1, sizeof(*T.arena_free));
 	if (!T.arena_free || ftruncate(T.arena, (off_t)ARENA_SIZE) < 0) {
 		int err = T.arena_free ? -errno : -ENOMEM;
 
-		free(T.arena_free);
+		pfree(T.arena_free);
 		T.arena_free = NULL;
 		close(T.arena);
 		T.arena = -1;
 		return err;
 	}
 	T.arena_free->len = ARENA_SIZE;
+	keep_fd(T.arena);
 	return 0;
+}
+
+/*
+ * A successor's reckoning of the memory: the free ranges of the arena
+ * read as zeros again (a dead server may have died between a free's
+ * commit and its punch), and the backing ids it let go are closed.
+ */
+void segmem_adopt(void)
+{
+	const struct extent *e;
+	uint32_t i;
+
+	for (e = T.arena_free; T.arena >= 0 && e; e = e->next)
+		fallocate(T.arena, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			  (off_t)e->off, (off_t)e->len);
+	for (i = 0; i < T.nclose_ids; i++)
+		if (Tcfg.backing_close)
+			Tcfg.backing_close((int)T.close_ids[i]);
+	T.nclose_ids = 0;
+}
+
+int seg_fds(int *fds, int max)
+{
+	unsigned b;
+	int n = 0;
+	TABLE_LOCK();
+
+	if (T.arena >= 0 && n < max)
+		fds[n++] = T.arena;
+	for (b = 0; b < SERIAL_BUCKETS; b++) {
+		const struct seg *s;
+
+		for (s = T.by_serial[b]; s; s = s->serial_next)
+			if (s->has_memory && s->memfd >= 0 && n < max)
+				fds[n++] = s->memfd;
+	}
+	return n;
 }
 
 void segmem_fini(void)
 {
-	if (T.arena >= 0)
-		close(T.arena);
+	table_after_close(T.arena);
 	T.arena = -1;
 	while (T.arena_free) {
 		struct extent *e = T.arena_free;
 
 		T.arena_free = e->next;
-		free(e);
+		pfree(e);
 	}
 }
 
@@ -74,20 +117,22 @@ void seg_release_memory(struct seg *s)
 	/* as Linux: a segment counts against shmall until it is freed */
 	T.tot_pages -= s->pages;
 	if (s->backing || s->solo) {
-		if (s->backing)
-			T.cfg.backing_close(s->backing);
+		/* no room to wait for the commit: close it now (a server
+		 * killed before the commit then leaves a dead id) */
+		if (s->backing && table_after_backing_close(s->backing))
+			Tcfg.backing_close(s->backing);
 		s->backing = 0;
 		s->solo = false;
 		if (s->memfd >= 0) {
-			close(s->memfd);
+			table_after_close(s->memfd);
 			s->memfd = -1;
 			T.memfds--;
 		}
 		return;
 	}
-	/* holes read as zeros: the range is a new segment's as it is */
-	fallocate(T.arena, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		  (off_t)s->offset, (off_t)(s->pages * T.cfg.page_size));
+	/* holes read as zeros: the range is a new segment's as it is, once
+	 * the free has committed (it is not a new segment's before) */
+	table_after_punch(T.arena, s->offset, s->pages * Tcfg.page_size);
 	arena_give(s);
 }
 
@@ -101,7 +146,7 @@ static int seg_backing_new(struct seg *s)
 {
 	int fd, id, err;
 
-	if (T.no_backing || !T.cfg.backing_open)
+	if (T.no_backing || !Tcfg.backing_open)
 		return -ENOTSUP;
 	fd = memfd_create("shmfs", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0) /* out of descriptors, say: this one goes to the arena */
@@ -113,7 +158,7 @@ static int seg_backing_new(struct seg *s)
 		close(fd);
 		return err == -EFBIG || err == -EINVAL ? -ENOMEM : err;
 	}
-	id = T.cfg.backing_open(fd);
+	id = Tcfg.backing_open(fd);
 	if (id < 0) {
 		close(fd);
 		if (id != -ENOMEM && id != -ENFILE && id != -EMFILE) {
@@ -123,9 +168,10 @@ static int seg_backing_new(struct seg *s)
 		return id;
 	}
 	s->backing = id;
-	if (T.memfds < T.cfg.memfd_budget) {
+	if (T.memfds < Tcfg.memfd_budget) {
 		s->memfd = fd;
 		T.memfds++;
+		keep_fd(fd);
 	} else {
 		close(fd);
 	}
@@ -140,19 +186,19 @@ static int seg_backing_new(struct seg *s)
  */
 static int arena_take(struct seg *s)
 {
-	uint64_t len = s->pages * T.cfg.page_size;
+	uint64_t len = s->pages * Tcfg.page_size;
 	struct extent **pp, *e;
 
 	if (T.arena < 0 || len >= ARENA_SOLO_MIN)
 		return -ENOSPC;
-	s->spare = malloc(sizeof(*s->spare));
+	s->spare = pmalloc(sizeof(*s->spare));
 	if (!s->spare)
 		return -ENOMEM;
 	for (pp = &T.arena_free; (e = *pp); pp = &e->next)
 		if (e->len >= len)
 			break;
 	if (!e) {
-		free(s->spare);
+		pfree(s->spare);
 		s->spare = NULL;
 		return -ENOSPC;
 	}
@@ -161,14 +207,14 @@ static int arena_take(struct seg *s)
 	e->len -= len;
 	if (!e->len) {
 		*pp = e->next;
-		free(e);
+		pfree(e);
 	}
 	return 0;
 }
 
 static void arena_give(struct seg *s)
 {
-	uint64_t off = s->offset, len = s->pages * T.cfg.page_size;
+	uint64_t off = s->offset, len = s->pages * Tcfg.page_size;
 	struct extent **pp, *prev = NULL, *e, *n = s->spare;
 
 	s->spare = NULL;
@@ -179,15 +225,15 @@ static void arena_give(struct seg *s)
 		if (e && off + len == e->off) {
 			prev->len += e->len;
 			prev->next = e->next;
-			free(e);
+			pfree(e);
 		}
-		free(n);
+		pfree(n);
 		return;
 	}
 	if (e && off + len == e->off) {
 		e->off = off;
 		e->len += len;
-		free(n);
+		pfree(n);
 		return;
 	}
 	n->off = off;
@@ -211,6 +257,7 @@ static int seg_solo_new(struct seg *s)
 	s->solo = true;
 	s->offset = 0;
 	T.memfds++;
+	keep_fd(fd);
 	return 0;
 }
 
@@ -270,7 +317,7 @@ static uint64_t memfd_bytes(const struct seg *s)
 
 	if (s->memfd >= 0 && fstat(s->memfd, &st) == 0)
 		return (uint64_t)st.st_blocks * 512;
-	return s->pages * T.cfg.page_size;
+	return s->pages * Tcfg.page_size;
 }
 
 static uint64_t seg_bytes(const struct seg *s)
@@ -279,7 +326,7 @@ static uint64_t seg_bytes(const struct seg *s)
 		return 0;
 	if (s->backing || s->solo)
 		return memfd_bytes(s);
-	return arena_bytes(s->offset, s->pages * T.cfg.page_size);
+	return arena_bytes(s->offset, s->pages * Tcfg.page_size);
 }
 
 /*
@@ -292,7 +339,7 @@ void segmem_view(const struct seg *s, struct seg_view *v)
 
 	v->bytes = arena ? 0 : seg_bytes(s);
 	v->arena_off = arena ? s->offset : 0;
-	v->arena_len = arena ? s->pages * T.cfg.page_size : 0;
+	v->arena_len = arena ? s->pages * Tcfg.page_size : 0;
 }
 
 uint64_t seg_view_bytes(const struct seg_view *v)

@@ -7,14 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <signal.h>
+#include <pthread.h>
+#include <sys/mount.h>
+#include <sys/xattr.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "holder.h"
+#include "killpoint.h"
 #include "ops.h"
 #include "passthrough.h"
 #include "pubtab.h"
 #include "reaper.h"
+#include "takeover.h"
 #include "seg.h"
 #include "sysinfo.h"
 
@@ -30,6 +37,7 @@ struct options {
 	char *shmall;
 	int verbose;
 	int no_passthrough;
+	int no_failover;
 	/* Non-option arguments: mount.fuse3 passes "SOURCE MOUNTPOINT". */
 	char *nonopt[2];
 	int n_nonopt;
@@ -49,6 +57,7 @@ static const struct fuse_opt option_spec[] = {
 	SHMFS_OPT("shmall=%s", shmall),
 	SHMFS_OPT("verbose", verbose),
 	SHMFS_OPT("no_passthrough", no_passthrough),
+	SHMFS_OPT("no_failover", no_failover),
 	FUSE_OPT_END
 };
 /* clang-format on */
@@ -93,6 +102,13 @@ static void usage(const char *prog)
 	       "                           served through the page cache, "
 	       "even where\n"
 	       "                           the kernel offers FUSE passthrough\n"
+	       "    -o no_failover         no holder: the daemon's death ends "
+	       "the mount\n"
+	       "                           (by default a successor adopts "
+	       "the table)\n"
+	       "    --upgrade MOUNTPOINT   replace the server of a live mount "
+	       "with\n"
+	       "                           this binary (no client notices)\n"
 	       "    BYTES take a K, M, G or T suffix (powers of 1024)\n\n",
 	       prog, SHMFS_MAX_SLOTS);
 }
@@ -291,7 +307,7 @@ static void free_options(struct options *o)
  */
 static int parse_args(int argc, char *argv[], struct fuse_args *args,
 		      struct options *o, struct fuse_cmdline_opts *cl,
-		      struct seg_limits *given)
+		      struct seg_limits *given, bool adopting)
 {
 	int ret;
 
@@ -304,7 +320,9 @@ static int parse_args(int argc, char *argv[], struct fuse_args *args,
 	if (o->n_nonopt && !wants_help_or_version(argc, argv)) {
 		if (parse_limits(o, given) < 0)
 			return 2;
-		ret = check_environment(o->nonopt[o->n_nonopt - 1]);
+		/* a successor's mount point is its own, mounted */
+		ret = adopting ? 0
+			       : check_environment(o->nonopt[o->n_nonopt - 1]);
 		if (ret)
 			return ret;
 	}
@@ -332,8 +350,10 @@ static int parse_args(int argc, char *argv[], struct fuse_args *args,
 	return 0;
 }
 
-/* The table, told what it asks of the host and of the front end. */
-static int table_start(const struct options *o, struct seg_config *cfg)
+/* The table, told what it asks of the host and of the front end; a
+ * successor adopts the one its holder kept (heap >= 0). */
+static int table_start(const struct options *o, struct seg_config *cfg,
+		       int heap)
 {
 	int err;
 
@@ -349,14 +369,30 @@ static int table_start(const struct options *o, struct seg_config *cfg)
 		.commit_room = sysinfo_commit_room,
 		.pub = &pubtab_publisher, /* silent until pubtab_open */
 	};
+	if (!o->no_failover) {
+		cfg->keep_fd = holder_keep;
+		cfg->drop_fd = holder_drop;
+	}
 	if (!o->no_passthrough) {
 		cfg->backing_open = pt_backing_open;
 		cfg->backing_close = pt_backing_close;
 		cfg->memfd_budget = memfd_budget();
 	}
-	err = seg_init(cfg);
-	if (err)
-		fprintf(stderr, "shmfs: cannot create the segment arena: %s\n",
+	if (heap < 0) {
+		err = seg_init(cfg);
+		if (err)
+			fprintf(stderr, "shmfs: cannot create the table: %s\n",
+				strerror(-err));
+		return err;
+	}
+	err = seg_adopt(cfg, heap);
+	if (err == -EPROTO)
+		fprintf(stderr,
+			"shmfs: cannot adopt the table: it is of another "
+			"format than this binary's (%#llx)\n",
+			(unsigned long long)SEG_TABLE_FORMAT);
+	else if (err)
+		fprintf(stderr, "shmfs: cannot adopt the table: %s\n",
 			strerror(-err));
 	return err;
 }
@@ -375,22 +411,71 @@ static void mount_extras(const struct fuse_cmdline_opts *cl, dev_t *dev)
 			cl->mountpoint, strerror(-err));
 }
 
-static void serving_extras(dev_t dev)
+/*
+ * After daemonizing, before any thread (the holder and the reaper are
+ * forks of this process): the holder, then the published table, which
+ * follows the holder's life when there is one.
+ */
+static pid_t serving_extras(dev_t dev, int devfd, const struct options *o,
+			    char *argv[])
 {
-	/* After daemonizing: the table carries the serving process's pid. */
-	int err = pubtab_open(SHMFS_TABLE_DIR);
+	int err = 0;
 
+	if (!o->no_failover && dev &&
+	    (err = holder_start(dev, devfd, argv, true)))
+		fprintf(stderr,
+			"shmfs: warning: no holder (%s): the daemon's "
+			"death will end the mount\n",
+			strerror(-err));
+	if ((o->no_failover || err) && dev && (err = reaper_start(dev)))
+		fprintf(stderr,
+			"shmfs: warning: no reaper (%s): a daemon killed "
+			"while it drops a name may need fusectl's abort\n",
+			strerror(-err));
+	err = pubtab_open(SHMFS_TABLE_DIR,
+			  holder_pid() ? holder_pid() : getpid());
 	if (err)
 		fprintf(stderr,
 			"shmfs: warning: no published table in %s (%s): "
 			"clients will ask the daemon for every IPC_STAT\n",
 			SHMFS_TABLE_DIR, strerror(-err));
-	/* before any thread: the reaper is a fork of this process */
-	if (dev && (err = reaper_start(dev)))
-		fprintf(stderr,
-			"shmfs: warning: no reaper (%s): a daemon killed "
-			"while it drops a name may need fusectl's abort\n",
-			strerror(-err));
+	seg_republish();
+	return holder_pid();
+}
+
+/*
+ * Descriptors a dead server kept that its table, as committed, no longer
+ * names (it died between a free's commit and telling the holder): let go
+ * here and at the holder.  One the table names and the holder does not
+ * have is a memfd lost: said, and its segment reads fail.
+ */
+static void let_go_unused(const struct holder_handoff *h)
+{
+	int *fds = calloc((size_t)h->nkept + 1, sizeof(int)), n, i, j;
+
+	if (!fds)
+		return;
+	n = seg_fds(fds, h->nkept + 1);
+	for (i = 0; i < h->nkept; i++) {
+		int num = h->kept[i];
+
+		for (j = 0; j < n && fds[j] != num; j++)
+			;
+		if (j == n && num != h->dev && num != h->heap) {
+			holder_drop(num);
+			close(num);
+		}
+	}
+	for (j = 0; j < n; j++) {
+		for (i = 0; i < h->nkept && h->kept[i] != fds[j]; i++)
+			;
+		if (i == h->nkept)
+			fprintf(stderr,
+				"shmfs: the table names descriptor %d, which "
+				"the holder did not keep\n",
+				fds[j]);
+	}
+	free(fds);
 }
 
 /* Is the mount of device dev still at mountpoint (mountinfo says)? */
@@ -401,7 +486,24 @@ static bool still_mounted(const char *mountpoint, dev_t dev)
 	return sysinfo_mount_dev(mountpoint, &now) == 0 && now == dev;
 }
 
-static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *cl)
+static bool handed_over(void)
+{
+	return ops_handing_over();
+}
+
+/* Does this kernel resend what a dead server read (Linux 6.9)?  Asked
+ * once the connection is ours: with nothing read yet, nothing moves. */
+static bool resend_works;
+
+static void probe_resend(int devfd)
+{
+	const char *no = getenv("SHMFS_TEST_NO_RESEND"); /* tests: old kernel */
+
+	resend_works =
+		!(no && !strcmp(no, "1")) && takeover_notify_resend(devfd) == 0;
+}
+
+static int serve(struct fuse_session *se, struct fuse_cmdline_opts *cl)
 {
 	struct fuse_loop_config *loop;
 	int ret;
@@ -411,6 +513,20 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *cl)
 	loop = fuse_loop_cfg_create();
 	if (!loop)
 		return 1;
+	/*
+	 * A request read through a cloned descriptor dies with it (its
+	 * caller gets ECONNABORTED), and the holder keeps only the session's:
+	 * with a holder, workers read through clones only on a kernel that
+	 * cannot resend (no request of a dead server may wait for ever).
+	 */
+	if (holder_pid()) {
+		if (cl->clone_fd && resend_works)
+			fprintf(stderr,
+				"shmfs: warning: -o clone_fd is ignored "
+				"with a holder (use -o no_failover to have "
+				"it)\n");
+		cl->clone_fd = !resend_works;
+	}
 	fuse_loop_cfg_set_clone_fd(loop, (unsigned)cl->clone_fd);
 	/* -o max_threads= when given; libfuse's default otherwise */
 	if (cl->max_threads > 0 && cl->max_threads <= 100000)
@@ -422,12 +538,28 @@ static int serve(struct fuse_session *se, const struct fuse_cmdline_opts *cl)
 	return ret ? 1 : 0;
 }
 
+static void on_handover(int sig)
+{
+	(void)sig;
+	ops_handover();
+}
+
+/* SIGUSR2, from the holder: stop at a request boundary for a successor. */
+static void handover_signal(void)
+{
+	struct sigaction sa = { .sa_handler = on_handover };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR2, &sa, NULL);
+}
+
 /* Mount, serve until unmounted, and undo the mount: the exit status. */
 static int mount_and_serve(struct fuse_args *args, const struct options *o,
-			   const struct fuse_cmdline_opts *cl)
+			   struct fuse_cmdline_opts *cl, char *argv[])
 {
 	struct fuse_session *se;
 	dev_t dev = 0;
+	pid_t holder;
 	int ret = 1;
 
 	if (fuse_opt_add_arg(args, "-ofsname=shmfs,subtype=shmfs") != 0)
@@ -439,15 +571,19 @@ static int mount_and_serve(struct fuse_args *args, const struct options *o,
 		goto out_session;
 	if (fuse_session_mount(se, cl->mountpoint) != 0)
 		goto out_signals;
-	if (pt_install(se, !o->no_passthrough) != 0)
+	if (pt_install(se, fuse_session_fd(se), !o->no_passthrough) != 0)
 		goto out_unmount;
 	mount_extras(cl, &dev);
 	if (fuse_daemonize(cl->foreground) != 0)
 		goto out_unmount;
-	serving_extras(dev);
-	if (ops_start(se, o->verbose || cl->debug, pubtab_path()) != 0)
+	holder = serving_extras(dev, fuse_session_fd(se), o, argv);
+	probe_resend(fuse_session_fd(se));
+	handover_signal();
+	if (ops_start(se, o->verbose || cl->debug, pubtab_path(), holder) != 0)
 		goto out_unmount;
 	ret = serve(se, cl);
+	if (handed_over())
+		return 0; /* everything is the successor's now */
 	/* The kernel aborts the connection as it unmounts, and a worker
 	 * reading a request just then gets ECONNABORTED, which libfuse
 	 * reports as an error: unmounted is a clean end all the same. */
@@ -464,19 +600,138 @@ out_session:
 	return ret;
 }
 
-/* Options, the table, mount and serve, tear down. */
+/*
+ * A successor's last step of the takeover: once a request of its own,
+ * queued after every one the kernel resent, is answered, each resent one
+ * has been read; an open the dead server answered whose resend never came
+ * was abandoned by its caller (who died meanwhile), and is released.
+ */
+static void *settle(void *arg)
+{
+	const char *mountpoint = arg;
+	uint64_t *fhs;
+	char pid[32];
+	size_t n, i;
+
+	if (getxattr(mountpoint, "user.shmfs.pid", pid, sizeof(pid)) < 0)
+		return NULL;
+	n = table_settle(&fhs);
+	for (i = 0; i < n; i++)
+		ops_abandoned_open(fhs[i]);
+	free(fhs);
+	return NULL;
+}
+
+/*
+ * A successor: the connection, the table and INIT come from the holder.
+ * libfuse negotiates INIT again as the first server did (the kernel hears
+ * nothing of it), the descriptors the dead server kept and the table no
+ * longer names are let go, the kernel resends what the dead server had
+ * read and not answered, and the holder hears that this one serves.
+ */
+static int adopt_and_serve(struct fuse_args *args, const struct options *o,
+			   struct fuse_cmdline_opts *cl,
+			   const struct holder_handoff *h)
+{
+	struct fuse_session *se;
+	pthread_t settler;
+	dev_t dev = 0;
+	int ret = 1, err;
+
+	if (fuse_opt_add_arg(args, "-ofsname=shmfs,subtype=shmfs") != 0)
+		return 1;
+	se = fuse_session_new(args, &shmfs_ops, sizeof(shmfs_ops), NULL);
+	if (!se)
+		return 2;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out_session;
+	if (pt_install(se, h->dev, !o->no_passthrough) != 0)
+		goto out_signals;
+	err = takeover_replay_init(se, h->init, h->init_len);
+	if (err) {
+		fprintf(stderr, "shmfs: cannot take over %s: INIT: %s\n",
+			cl->mountpoint, strerror(-err));
+		goto out_signals;
+	}
+	sysinfo_mount_dev(cl->mountpoint, &dev);
+	let_go_unused(h);
+	err = pubtab_adopt(SHMFS_TABLE_DIR, h->holder);
+	if (err)
+		fprintf(stderr,
+			"shmfs: warning: the published table is lost (%s): "
+			"clients will ask the daemon for every IPC_STAT\n",
+			strerror(-err));
+	seg_republish();
+	handover_signal();
+	if (ops_start(se, o->verbose || cl->debug, pubtab_path(), h->holder))
+		goto out_signals;
+	/* what the dead server read comes again; on a kernel that cannot
+	 * resend, it read through clones, and its callers got ECONNABORTED */
+	probe_resend(h->dev);
+	pt_on_abandoned(ops_abandoned_open);
+	holder_ready();
+	if (pthread_create(&settler, NULL, settle, cl->mountpoint) == 0)
+		pthread_detach(settler);
+	ret = serve(se, cl);
+	if (handed_over())
+		return 0;
+	if (ret && dev && !still_mounted(cl->mountpoint, dev))
+		ret = 0;
+	ops_stop();
+	pt_uninstall();
+	/* a signal ended us, not an unmount: end the mount as the first
+	 * server would have (its libfuse mounted it, ours did not) */
+	if (dev && still_mounted(cl->mountpoint, dev))
+		umount2(cl->mountpoint, MNT_DETACH);
+out_signals:
+	fuse_remove_signal_handlers(se);
+out_session:
+	fuse_session_destroy(se);
+	return ret;
+}
+
+/* Options, the table, mount (or adopt) and serve, tear down. */
 int main(int argc, char *argv[])
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct fuse_args args;
 	struct fuse_cmdline_opts cl = { 0 };
 	struct seg_config cfg = { 0 };
+	struct holder_handoff h = { .heap = -1 };
 	struct options o = { 0 };
+	bool adopting = argc > 1 && !strncmp(argv[1], HOLDER_ADOPT_OPT,
+					     strlen(HOLDER_ADOPT_OPT));
 	int ret;
 
-	ret = parse_args(argc, argv, &args, &o, &cl, &cfg.given);
+	if (argc == 3 && !strcmp(argv[1], "--upgrade"))
+		return holder_upgrade(argv[2]);
+	killpoint_init();
+	if (adopting) {
+		ret = holder_adopt(argv[1] + strlen(HOLDER_ADOPT_OPT), &h);
+		if (ret) {
+			fprintf(stderr, "shmfs: cannot take over: %s\n",
+				strerror(-ret));
+			return 1;
+		}
+		argv[1] = argv[0];
+		argv++;
+		argc--;
+	}
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	ret = parse_args(argc, argv, &args, &o, &cl, &cfg.given, adopting);
 	if (ret == 0) {
-		ret = table_start(&o, &cfg) ? 1
-					    : mount_and_serve(&args, &o, &cl);
+		if (table_start(&o, &cfg, h.heap))
+			ret = adopting ? 3 : 1;
+		else if (adopting)
+			ret = adopt_and_serve(&args, &o, &cl, &h);
+		else
+			ret = mount_and_serve(&args, &o, &cl, argv);
+		if (handed_over()) {
+			killpoint("handover"); /* stopped, not yet gone */
+			/* the successor's, all of it: nothing is undone */
+			fflush(stdout);
+			fflush(stderr);
+			_exit(0);
+		}
 		seg_fini();
 		pubtab_close();
 		sysinfo_fini();
@@ -486,5 +741,7 @@ int main(int argc, char *argv[])
 	free(o.nonopt[0]);
 	free(o.nonopt[1]);
 	fuse_opt_free_args(&args);
+	free(h.init);
+	free(h.kept);
 	return ret < 0 ? 0 : ret;
 }

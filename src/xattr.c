@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "front.h"
+#include "killpoint.h"
 
 /* user.shm.<name>, each field of shmid_ds as /proc/sysvipc/shm prints it:
  * x hexadecimal, d signed, u unsigned, o octal (pids: xattr_pids). */
@@ -133,6 +135,16 @@ void shmfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 	count_req(R_GETXATTR);
 	if (ino == INO_ROOT &&
+	    (!strcmp(name, PID_XATTR) || !strcmp(name, HOLDER_XATTR))) {
+		/* who serves, and who keeps the mount for the next server:
+		 * anyone's to know, as ps tells */
+		n = snprintf(val, sizeof(val), "%d",
+			     !strcmp(name, PID_XATTR) ? (int)getpid()
+						      : (int)O.holder);
+		reply_xattr_buf(req, val, (size_t)n, size);
+		return;
+	}
+	if (ino == INO_ROOT &&
 	    (!strcmp(name, REQUESTS_XATTR) || !strcmp(name, STATS_XATTR))) {
 		/* What the daemon holds and serves, across every user:
 		 * root's to know, as the kernel's own counters are. */
@@ -179,10 +191,16 @@ void shmfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	bool owner = uid == 0;
 
 	count_req(R_LISTXATTR);
+	if (ino == INO_ROOT) {
+		len = (size_t)snprintf(list, sizeof(list), "%s", PID_XATTR) + 1;
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s",
+					HOLDER_XATTR) +
+		       1;
+	}
 	if (ino == INO_ROOT && uid == 0) {
-		len = (size_t)snprintf(list, sizeof(list), "%s",
-				       REQUESTS_XATTR) +
-		      1;
+		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s",
+					REQUESTS_XATTR) +
+		       1;
 		len += (size_t)snprintf(list + len, sizeof(list) - len, "%s",
 					STATS_XATTR) +
 		       1;
@@ -204,7 +222,14 @@ void shmfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		    const char *value, size_t size, int flags)
 {
 	count_req(R_SETXATTR);
-	(void)ino;
+	if (ino == INO_ROOT && !strcmp(name, KILLPOINT_XATTR) &&
+	    killpoint_enabled()) {
+		int err = fuse_req_ctx(req)->uid ? -EPERM
+						 : killpoint_arm(value, size);
+
+		fuse_reply_err(req, -err);
+		return;
+	}
 	(void)value;
 	(void)size;
 	(void)flags;

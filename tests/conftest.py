@@ -165,6 +165,14 @@ def sysv_now():
     return _libc_time(None)
 
 
+def _zombie(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        return True
+
+
 def run_as_user(cmd, uid=1000, gid=1000, groups=None, timeout=60, **kw):
     """Run cmd (a list) as uid/gid with exactly the supplementary groups
     given (none by default) through setpriv; returns CompletedProcess with
@@ -262,6 +270,7 @@ class Mount:
         self.torn_down = False
         self.proc = None
         self.table = None
+        self.holder_pid = 0  # the process that keeps the mount across servers
         if mount:
             self.start()
 
@@ -282,6 +291,8 @@ class Mount:
                     self.table = os.readlink(os.path.join(self.root, ".table"))
                 except OSError:
                     self.table = None
+                self.holder_pid = int(os.getxattr(self.root,
+                                                  "user.shmfs.holder_pid"))
                 return
             rc = self.proc.poll()
             if rc is not None:
@@ -320,6 +331,14 @@ class Mount:
         problems = []
         shmfs_client.close_all(self.root)
         died = self.proc is not None and self.proc.poll() is not None
+        server = 0  # a successor the holder started, when one serves
+        if self.holder_pid and ismounted(self.root):
+            try:
+                server = self.server_pid()
+            except OSError:
+                pass
+        if server == getattr(self.proc, "pid", 0):
+            server = 0
         if died and self.expect_exit is None:
             problems.append("daemon died during the test (status %s)"
                             % self.proc.returncode)
@@ -351,6 +370,19 @@ class Mount:
             elif rc != self.expect_exit:
                 problems.append("daemon exited with status %d, expected %d"
                                 % (rc, self.expect_exit))
+        if server and not until(
+                lambda: not os.path.exists("/proc/%d" % server)
+                or _zombie(server), EXIT_TIMEOUT):
+            problems.append("server %d still running after unmount" % server)
+        if self.holder_pid and not until(
+                lambda: not os.path.exists("/proc/%d" % self.holder_pid)
+                or _zombie(self.holder_pid), EXIT_TIMEOUT):
+            problems.append("holder %d still running after unmount; killed"
+                            % self.holder_pid)
+            try:
+                os.kill(self.holder_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.proc is not None and self.proc.returncode is not None:
             problems += daemon_log_problems(self.proc.pid)
         if ismounted(self.root):
@@ -382,6 +414,17 @@ class Mount:
         return problems
 
     # -- helpers for tests ----------------------------------------------------
+
+    def kill_holder(self):
+        """SIGKILL the holder: from then on the daemon's death ends the
+        mount, as with -o no_failover."""
+        os.kill(self.holder_pid, signal.SIGKILL)
+        assert until(lambda: _zombie(self.holder_pid))
+
+    def server_pid(self):
+        """The process serving now (user.shmfs.pid of the root): the
+        daemon started, or a successor its holder started."""
+        return int(os.getxattr(self.root, "user.shmfs.pid"))
 
     def path(self, *parts):
         return os.path.join(self.root, *[str(p) for p in parts])

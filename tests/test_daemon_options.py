@@ -189,8 +189,9 @@ def test_unmount_with_attached_segment_is_busy_then_lazy_works(shmfs_factory):
     assert m.proc.wait(timeout=10) == 0
 
 
-def test_daemon_killed_is_noticed_by_clients(shmfs_factory):
-    m = shmfs_factory()
+def test_daemon_killed_without_failover_is_noticed_by_clients(shmfs_factory):
+    m = shmfs_factory(["-o", "no_failover"])
+    assert os.getxattr(m.root, "user.shmfs.holder_pid") == b"0"
     m.expect_exit = -9
     m.proc.kill()
     m.proc.wait()

@@ -343,9 +343,10 @@ def test_client_killed_between_two_calls_leaves_nothing_attached(shmfs, point):
 
 # -- the daemon killed -------------------------------------------------------
 
-def test_daemon_killed_attached_clients_fail_fast_then_a_new_daemon_mounts(
+def test_daemon_killed_without_its_holder_clients_fail_fast_then_a_new_daemon_mounts(
         shmfs_each_path):
-    """SIGKILL of the daemon while a client is attached: pages the client
+    """With its holder gone first (as with -o no_failover), SIGKILL of the
+    daemon while a client is attached: pages the client
     had touched stay readable and writable; an untouched page is there too
     with passthrough (the mapping holds the memfd) and raises SIGBUS on the
     arena path; every call fails with ENOTCONN (shmdt succeeds), the
@@ -358,6 +359,7 @@ def test_daemon_killed_attached_clients_fail_fast_then_a_new_daemon_mounts(
         assert h.cmd("create %d" % (1024 * PAGE)).startswith("id ")
         assert h.cmd("touch 2") == "ok"
         assert h.cmd("stat") == "nattch 1"
+        shmfs.kill_holder()
         shmfs.expect_exit = -signal.SIGKILL
         shmfs.proc.kill()
         shmfs.proc.wait(timeout=10)
@@ -401,16 +403,17 @@ def test_daemon_killed_attached_clients_fail_fast_then_a_new_daemon_mounts(
     assert not bad, "\n".join(bad)
 
 
-def test_daemon_killed_under_load_no_client_hangs(shmfs):
-    """The daemon dies in the middle of a load: every client process ends
-    by itself (calls fail with ENOTCONN, some loads SIGBUS) and none is
-    left in the D state."""
+def test_daemon_killed_without_its_holder_under_load_no_client_hangs(shmfs):
+    """The daemon dies in the middle of a load, its holder gone first:
+    every client process ends by itself (calls fail with ENOTCONN, some
+    loads SIGBUS) and none is left in the D state."""
     prog = _prog(shmfs.build)
     p = subprocess.Popen([prog, "-n", "6", "-t", "3", "-s", "7"],
                          env=stress.preload_env(shmfs.build, shmfs.root),
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT)
     time.sleep(1.0)
+    shmfs.kill_holder()
     shmfs.expect_exit = -signal.SIGKILL
     shmfs.proc.kill()
     shmfs.proc.wait(timeout=10)
@@ -458,9 +461,11 @@ def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
     the .id directory's lock, which a client's lookup holds while it waits
     for the daemon.  Killed then, the daemon cannot finish dying and the
     client would wait for ever: the daemon's reaper aborts the connection
-    (shmfs.1, LIMITATIONS).  The race is made certain by stopping the
+    (shmfs.1, LIMITATIONS).  This is the daemon without a holder
+    (no_failover); with one, the successor answers the lookup
+    (test_failover.py).  The race is made certain by stopping the
     daemon's threads one by one with ptrace."""
-    m = shmfs_factory()
+    m = shmfs_factory(["-o", "no_failover"])
     pid = m.proc.pid
     skip_under_valgrind(pid)
     tracer = ThreadStopper()

@@ -405,7 +405,7 @@ def test_no_shmfs_at_root_is_enosys_and_debug_says_why(tmp_path):
 
 
 def test_dead_daemon_is_enotconn_and_shmdt_still_works(shmfs_factory):
-    m = shmfs_factory()
+    m = shmfs_factory(["-o", "no_failover"])
     rc, out, err = kill_daemon_under(
         m, [built(m.build, "progs", "sysv_plain"), "pause", "0x99"],
         "ready\n", env=preload_env(m.build, m.root))

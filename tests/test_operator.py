@@ -141,9 +141,10 @@ def test_daemon_lifts_the_dirty_limit_and_refuses_a_second_daemon_on_a_path_with
 
 def killed_mount_at(path):
     """A shmfs mounted at path whose daemon is then SIGKILLed: a dead
-    mount (ENOTCONN).  The caller tears the Mount down."""
+    mount (ENOTCONN), as without a holder (no_failover).  The caller tears
+    the Mount down."""
     os.mkdir(path)
-    m = Mount(mount=False)
+    m = Mount(["-o", "no_failover"], mount=False)
     os.rmdir(m.root)
     m.root = path
     m.start()

@@ -502,7 +502,7 @@ def test_no_daemon_the_files_fail_like_every_call(tmp_path):
 
 
 def test_dead_daemon_is_enotconn(shmfs_factory, tmp_path):
-    m = shmfs_factory()
+    m = shmfs_factory(["-o", "no_failover"])
     rc, out, err = kill_daemon_under(
         m, [sys.executable, "-c",
             "import sys\n"
