@@ -4,6 +4,8 @@
 #   make stress              16 processes for 60 s on a fresh daemon, then
 #                            the invariants (tests/stress.py); options with
 #                            STRESS_ARGS="-n 32 -t 300 -s SEED"
+#   make stress-failover     the same with the serving process SIGKILLed
+#                            every 2 s and upgraded every 10 s
 #   make check-asan          daemon, libraries, unit tests and programs
 #                            built with ASan+UBSan into $(ASAN_B); the unit
 #                            tests and the whole pytest suite run on them;
@@ -16,6 +18,8 @@
 
 STRESS_ARGS ?=
 STRESS_SHORT_ARGS ?= -n 6 -t 10
+FAILOVER_ARGS ?= --kill-every 2 --upgrade-every 10
+FAILOVER_SHORT_ARGS ?= -n 6 -t 10 --kill-every 2 --upgrade-every 5
 ASAN_B ?= build-asan
 VG_B ?= build-valgrind
 ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
@@ -27,7 +31,8 @@ LOGS_TAG = $(shell printf '%s' '$(abspath .)' | cksum | cut -d' ' -f1)
 ASAN_LOGS = /tmp/shmfs-sanitizer-logs.$(LOGS_TAG)
 VG_LOGS = /tmp/shmfs-valgrind-logs.$(LOGS_TAG)
 
-.PHONY: stress stress-short check-asan check-valgrind
+.PHONY: stress stress-short stress-failover stress-failover-short \
+	check-asan check-valgrind
 
 stress: deps
 	@$(MAKE) --no-print-directory all
@@ -36,7 +41,15 @@ stress: deps
 stress-short: all
 	$(PYTHON) tests/stress.py --build $(abspath $(B)) $(STRESS_SHORT_ARGS)
 
-CHECK_EXTRA += stress-short
+stress-failover: deps
+	@$(MAKE) --no-print-directory all
+	$(PYTHON) tests/stress.py --build $(abspath $(B)) $(FAILOVER_ARGS) \
+		$(STRESS_ARGS)
+
+stress-failover-short: all
+	$(PYTHON) tests/stress.py --build $(abspath $(B)) $(FAILOVER_SHORT_ARGS)
+
+CHECK_EXTRA += stress-short stress-failover-short
 
 # Reports go to files (one per process, named after the program), not to
 # stderr, so that a client's report is seen as surely as the daemon's:
@@ -82,6 +95,7 @@ check-asan: deps
 # not 0 (a definite leak is an error here).  A daemon that a test kills
 # writes no summary: those are counted, not judged.
 VG_OPTS = --tool=memcheck --error-exitcode=99 --leak-check=full \
+	--px-default=allregs-at-mem-access \
 	--errors-for-leak-kinds=definite --show-leak-kinds=definite \
 	--num-callers=30 --child-silent-after-fork=yes \
 	--log-file=$(VG_LOGS)/vg.%p

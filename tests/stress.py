@@ -3,6 +3,7 @@
 
     python3 tests/stress.py [-n PROCS] [-t SECONDS] [-s SEED] [-k KEYS]
                             [--users] [--build DIR]
+                            [--kill-every SECS] [--upgrade-every SECS]
 
 (`make stress`, `make stress STRESS_ARGS="-n 32 -t 300"`.)  Mounts its own
 daemon (BUILD/shmfs -f -o allow_other) on a new directory, runs
@@ -14,6 +15,12 @@ every client is gone checks the daemon's table:
     pages == the sum of the live segments' pages, memory <= pages * page,
     the daemon's VmRSS back near where it started, the daemon still serving
     (a create, attach, store, load, detach, remove round trip);
+
+With --kill-every and --upgrade-every (`make stress-failover`), the serving
+process is SIGKILLed, and replaced by `shmfs --upgrade`, that often during
+the run: the holder's successors must keep every guarantee, and the time
+from each kill to the next answered request and each upgrade's pause are
+printed.
 
 then removes every segment left and checks that pages, shmids and memory
 are 0, and that the daemon unmounts cleanly (exit 0, nothing suspicious on
@@ -372,18 +379,30 @@ class Daemon:
                     " ".join(self.argv), self.stderr_text()))
             time.sleep(0.01)
 
+        self.holder = int(os.getxattr(self.root, "user.shmfs.holder_pid"))
+
     @property
     def pid(self):
         return self.proc.pid
+
+    def server_pid(self):
+        return int(os.getxattr(self.root, "user.shmfs.pid"))
 
     def stderr_text(self):
         self.errf.flush()
         self.errf.seek(0)
         return self.errf.read().decode(errors="replace")
 
-    def stop(self):
-        """Unmount and wait; returns a list of problems."""
+    def stop(self, first_killed=False):
+        """Unmount and wait; returns a list of problems.  first_killed:
+        the daemon started was SIGKILLed on purpose (a successor serves)."""
         problems = []
+        last = 0
+        if self.holder and ismounted(self.root):
+            try:
+                last = self.server_pid()
+            except OSError:
+                pass
         if ismounted(self.root):
             r = subprocess.run(["fusermount3", "-u", self.root],
                                capture_output=True, text=True)
@@ -393,12 +412,20 @@ class Daemon:
                                capture_output=True)
         try:
             rc = self.proc.wait(timeout=60)
-            if rc != 0:
+            if rc != 0 and not (first_killed and rc == -9):
                 problems.append("daemon exited with status %d" % rc)
         except subprocess.TimeoutExpired:
             problems.append("daemon still running 60 s after unmount")
             self.proc.kill()
             self.proc.wait()
+        for pid, who in ((last, "server"), (self.holder, "holder")):
+            deadline = time.monotonic() + 60
+            while pid and pid != self.proc.pid and alive(pid):
+                if time.monotonic() > deadline:
+                    problems.append("%s %d still running 60 s after "
+                                    "unmount" % (who, pid))
+                    break
+                time.sleep(0.02)
         try:
             os.rmdir(self.root)
         except OSError as e:
@@ -407,6 +434,95 @@ class Daemon:
             if SUSPICIOUS.search(line):
                 problems.append("daemon stderr: %s" % line)
         return problems
+
+
+def alive(pid):
+    """A process that is not gone nor a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+class Chaos(threading.Thread):
+    """Kills the serving process every kill_every seconds and upgrades it
+    every upgrade_every seconds (0: never), while a run goes on; records
+    the time from each kill to the next request answered (by the
+    successor) and each upgrade's pause, as `shmfs --upgrade` reports it."""
+
+    def __init__(self, daemon, kill_every, upgrade_every):
+        super().__init__(daemon=True)
+        self.d = daemon
+        self.kill_every = kill_every
+        self.upgrade_every = upgrade_every
+        self.stopping = threading.Event()
+        self.kill_ms = []
+        self.pause_ms = []
+        self.failures = []
+        self.first_killed = False
+
+    def _kill(self):
+        old = self.d.server_pid()
+        t = time.monotonic()
+        os.kill(old, 9)
+        self.first_killed |= old == self.d.pid
+        while True:
+            try:
+                new = self.d.server_pid()  # a request: who answers it?
+            except OSError as e:
+                self.failures.append("after a kill: %s" % e)
+                return
+            if new != old:
+                break
+            if time.monotonic() - t > 30:
+                self.failures.append("no successor 30 s after a kill")
+                return
+            time.sleep(0.0005)
+        self.kill_ms.append(1000 * (time.monotonic() - t))
+
+    def _upgrade(self):
+        r = subprocess.run([os.path.join(self.d.build, "shmfs"), "--upgrade",
+                            self.d.root], capture_output=True, text=True,
+                           timeout=120)
+        m = re.search(r"paused ([0-9.]+) ms", r.stdout)
+        if r.returncode != 0 or not m:
+            self.failures.append("upgrade: status %d: %s" % (
+                r.returncode, (r.stderr or r.stdout).strip()))
+            return
+        self.pause_ms.append(float(m.group(1)))
+
+    def run(self):
+        t0 = time.monotonic()
+        nk = nu = 1
+        while not self.stopping.is_set():
+            tk = t0 + nk * self.kill_every if self.kill_every else None
+            tu = t0 + nu * self.upgrade_every if self.upgrade_every else None
+            nxt = min(x for x in (tk, tu, t0 + 3600) if x is not None)
+            if self.stopping.wait(max(0.0, nxt - time.monotonic())):
+                break
+            try:
+                if tk is not None and nxt == tk:
+                    nk += 1
+                    self._kill()
+                else:
+                    nu += 1
+                    self._upgrade()
+            except (OSError, subprocess.SubprocessError) as e:
+                self.failures.append(str(e))
+
+    def stop(self):
+        self.stopping.set()
+        self.join()
+
+    def summary(self):
+        def med(v):
+            return sorted(v)[len(v) // 2] if v else 0.0
+        return ("failover: %d kills (to the next answer: median %.1f ms, "
+                "max %.1f ms), %d upgrades (pause: median %.1f ms, max "
+                "%.1f ms)" % (len(self.kill_ms), med(self.kill_ms),
+                              max(self.kill_ms or [0]), len(self.pause_ms),
+                              med(self.pause_ms), max(self.pause_ms or [0])))
 
 
 # -- the run -----------------------------------------------------------------
@@ -451,6 +567,10 @@ def main(argv=None):
     ap.add_argument("--no-users", action="store_true")
     ap.add_argument("--build", default=default_build())
     ap.add_argument("--opts", default="", help="more daemon -o options")
+    ap.add_argument("--kill-every", type=float, default=0,
+                    help="SIGKILL the serving process every SECS seconds")
+    ap.add_argument("--upgrade-every", type=float, default=0,
+                    help="shmfs --upgrade the mount every SECS seconds")
     args = ap.parse_args(argv)
     build = os.path.abspath(args.build)
     seed = args.seed or int.from_bytes(os.urandom(4), "little") % 10**9 + 1
@@ -464,11 +584,16 @@ def main(argv=None):
         seed, args.procs, args.time, args.keys, build,
         ", odd workers as uid 1000" if users else ""), flush=True)
     d = Daemon(build, args.opts)
+    chaos = None
     bad = []
     try:
         time.sleep(0.2)
         rss0 = vm_kb(d.pid).get("VmRSS")
         t = time.monotonic()
+        if args.kill_every or args.upgrade_every:
+            chaos = Chaos(d, args.kill_every, args.upgrade_every)
+            chaos.start()
+            rss0 = None  # each successor starts anew: no RSS to compare
         with Watchdog(d.root, d.pid, hang_limit(args.time)) as wd:
             try:
                 rc, out, result = run_stress(build, d.root, args.procs,
@@ -477,7 +602,19 @@ def main(argv=None):
                 rc, result = -1, None
                 out = (e.stdout or b"").decode(errors="replace")
                 bad.append("shmfs_stress did not finish (hang)")
+            if chaos:
+                chaos.stop()
+                fo = ["failover: %s" % f for f in chaos.failures]
+                if not chaos.kill_ms and args.kill_every:
+                    fo.append("failover: no kill happened")
+                if not chaos.pause_ms and args.upgrade_every:
+                    fo.append("failover: no upgrade happened")
             sys.stdout.write(out)
+            if chaos:
+                print("  %-4s %s" % ("FAIL" if fo else "ok", chaos.summary()))
+                for f in fo:
+                    print("  FAIL %s" % f)
+                bad += fo
             if rc != 0:
                 bad.append("shmfs_stress exited with status %d" % rc)
             if result is None:
@@ -485,7 +622,7 @@ def main(argv=None):
             if not wd.fired:
                 print("invariants, every client gone (%.1f s run):"
                       % (time.monotonic() - t))
-                res = check_invariants(d.root, d.pid, rss0)
+                res = check_invariants(d.root, d.server_pid(), rss0)
                 res += remove_all(d.root)
                 print_checks(res)
                 bad += [n for n, ok, _ in res if not ok]
@@ -494,7 +631,9 @@ def main(argv=None):
                   "\n    ".join(wd.report))
             bad.append("the daemon hangs (deadlock): see above")
     finally:
-        problems = d.stop()
+        if chaos and chaos.is_alive():
+            chaos.stop()
+        problems = d.stop(first_killed=bool(chaos and chaos.first_killed))
     for p in problems:
         print("  FAIL %s" % p)
     bad += problems
