@@ -306,3 +306,56 @@ def test_postgres_on_the_kernel_baseline(pg_factory, tmp_path):
     for call in ("shmget", "shmat", "shmdt", "shmctl"):
         assert call + "(" in calls, calls
     assert "IPC_RMID" in calls, calls
+
+
+def test_postgres_serves_across_daemon_kills_and_an_upgrade(
+        shmfs_factory, pg_factory):
+    """The shmfs server SIGKILLed three times and upgraded once while
+    pgbench runs against PostgreSQL on shmfs: no transaction fails, the
+    segment keeps its shmid and its nattch (the server's processes), a new
+    connection starts (shmget and shmat of the existing segment), and a
+    clean stop removes the segment."""
+    import subprocess
+    import threading
+    import time
+    m = shmfs_factory(["-o", "verbose"])
+    m.expect_exit = -signal.SIGKILL
+    pg = pg_factory(m.root, m.build)
+    pg.start()
+    key, shmid = pg.shm
+    pg.pgbench("-i", "-q", "-s", "1")
+    out = {}
+
+    def bench():
+        out["r"] = pg.pgbench("-c", "4", "-j", "2", "-T", "8", "-n")
+    t = threading.Thread(target=bench)
+    t.start()
+    servers = [m.server_pid()]
+    try:
+        for i in range(4):
+            time.sleep(1.5)
+            if i == 2:
+                r = subprocess.run([os.path.join(m.build, "shmfs"),
+                                    "--upgrade", m.root],
+                                   capture_output=True, text=True, timeout=60)
+                assert r.returncode == 0, r.stderr
+            else:
+                os.kill(m.server_pid(), signal.SIGKILL)
+            assert until(lambda: m.server_pid() not in servers, 10)
+            servers.append(m.server_pid())
+            # a new connection: a backend forks and attaches meanwhile
+            assert pg.query("select count(*) from pgbench_branches") == "1"
+    finally:
+        t.join()
+    r = out["r"]
+    done = int(re.search(r"actually processed: (\d+)", r.stdout).group(1))
+    failed = int(re.search(r"failed transactions: (\d+)", r.stdout).group(1))
+    assert done > 50 and failed == 0, r.stdout
+    assert len(set(servers)) == 5
+    assert pg.shm == (key, shmid)
+    assert_nattch_is_the_servers(m, pg)
+    assert pg.query("select count(*) from pgbench_history") == str(done)
+    assert pg.stop() == 0
+    assert pg.wait_gone(), pg.pids()
+    assert_gone(m, shmid)
+    assert refused(m, pg) == []
