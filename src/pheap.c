@@ -33,7 +33,7 @@
 #define PHEAP_MAGIC 0x68702d73666d6873ULL
 /* pheap's own layout, for adopters of another version: a change of this
  * file's structures or constants bumps it. */
-#define PHEAP_LAYOUT 1
+#define PHEAP_LAYOUT 2 /* 2: 64 reply records of 512 bytes */
 
 #define REPLY_INDEX_OFF PAGE
 #define REPLY_DATA_OFF (2 * PAGE)
@@ -134,6 +134,16 @@ static struct {
 	struct sigaction prev;
 	uint64_t faults, commits, aborts, rollbacks, rollback_pages;
 	uint64_t last_tx_pages, max_tx_pages;
+	/* Hot pages (pheap_set_hot): left writable after the transactions
+	 * that dirtied them, and copied into the undo log at every
+	 * ptx_begin instead of faulting again.  hot_logged: how many of the
+	 * log's first entries are theirs in the open transaction. */
+	struct hot {
+		uint64_t page; /* page number from PHEAP_BASE */
+		uint64_t last; /* the last commit that changed it */
+	} hot[PHEAP_HOT_MAX];
+	int nhot, hot_limit;
+	uint64_t hot_logged;
 } ph = { .fd = -1 };
 
 /* The thread in the transaction: the one that may store to the region.
@@ -198,6 +208,32 @@ static inline char *undo_slot(uint64_t i)
 	return (char *)ph.undo + UNDO_HEAD_SIZE + i * PAGE;
 }
 
+static int hot_find(uint64_t page)
+{
+	int i;
+
+	for (i = 0; i < ph.nhot; i++)
+		if (ph.hot[i].page == page)
+			return i;
+	return -1;
+}
+
+/* A page the transaction dirtied by a fault becomes hot, while there is
+ * room: it stays writable from the commit on. */
+static void hot_add(uint64_t page)
+{
+	if (ph.nhot < ph.hot_limit && hot_find(page) < 0)
+		ph.hot[ph.nhot++] = (struct hot){ page, ph.commits + 1 };
+}
+
+/* Whether hot page i differs from its copy in the undo log (entry i,
+ * made at ptx_begin: i < hot_logged). */
+static bool hot_changed(int i)
+{
+	return memcmp(BASE + ph.hot[i].page * PAGE, undo_slot((uint64_t)i),
+		      PAGE) != 0;
+}
+
 /*
  * The first store of the transaction to a page: keep the page as it was,
  * then let the store through.  The order is what makes a SIGKILL at any
@@ -220,6 +256,7 @@ static void undo_page(char *addr)
 	if (mprotect(page, PAGE, PROT_READ | PROT_WRITE) < 0)
 		die("pheap: cannot make the page of ", addr,
 		    " writable (mprotect failed: vm.max_map_count?)");
+	hot_add((uint64_t)(page - BASE) / PAGE);
 	__atomic_fetch_add(&ph.faults, 1, __ATOMIC_RELAXED);
 }
 
@@ -261,6 +298,11 @@ static void protect_dirty(uint64_t n)
 	uint64_t *pg = ph.undo->page, i, j;
 	char *lo, *hi;
 
+	/* hot pages stay writable: only the others go back */
+	for (i = j = 0; i < n; i++)
+		if (hot_find(pg[i]) < 0)
+			pg[j++] = pg[i];
+	n = j;
 	qsort(pg, n, sizeof(*pg), cmp_u64);
 	for (i = 0; i < n; i = j) {
 		for (j = i + 1; j < n && pg[j] == pg[j - 1] + 1; j++)
@@ -617,6 +659,7 @@ void pheap_close(void)
 	if (ph.tx)
 		die("pheap: pheap_close inside a transaction", NULL, "");
 	__atomic_store_n(&ph.base, NULL, __ATOMIC_RELEASE);
+	ph.nhot = ph.hot_limit = 0; /* the next region's user says */
 	munmap((void *)PHEAP_BASE, ph.reserve);
 	close(ph.fd);
 	ph.fd = -1;
@@ -645,6 +688,8 @@ void pheap_set_root(void *p)
 
 void ptx_begin(void)
 {
+	int i;
+
 	if (!ph.base)
 		die("pheap: ptx_begin without a region", NULL, "");
 	if (ph.tx)
@@ -653,6 +698,16 @@ void ptx_begin(void)
 	if (__atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED))
 		die("pheap: ptx_begin: the undo log is not empty", NULL, "");
 	ph.fresh_lo = ph.fresh_hi = page_up(ph.h->top);
+	/* the hot pages, as they are now, before any store of this
+	 * transaction: what a fault would have copied */
+	for (i = 0; i < ph.nhot; i++) {
+		memcpy(undo_slot((uint64_t)i), BASE + ph.hot[i].page * PAGE,
+		       PAGE);
+		ph.undo->page[i] = ph.hot[i].page;
+		__atomic_store_n(&ph.undo->count, (uint64_t)i + 1,
+				 __ATOMIC_RELEASE);
+	}
+	ph.hot_logged = (uint64_t)ph.nhot;
 	tx_mine = true;
 	__atomic_store_n(&ph.tx, true, __ATOMIC_RELAXED);
 }
@@ -664,8 +719,62 @@ bool ptx_active(void)
 
 bool ptx_dirty(void)
 {
-	return ph.tx && (__atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED) ||
-			 ph.fresh_hi > ph.fresh_lo);
+	int i;
+
+	if (!ph.tx)
+		return false;
+	if (__atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED) >
+		    ph.hot_logged ||
+	    ph.fresh_hi > ph.fresh_lo)
+		return true;
+	for (i = 0; (uint64_t)i < ph.hot_logged; i++)
+		if (hot_changed(i))
+			return true;
+	return false;
+}
+
+/*
+ * At the end of a transaction: hot pages this one changed are fresh
+ * again; one no transaction changed in HOT_AGE commits goes back to
+ * read-only (the pages of other work take its place).
+ */
+#define HOT_AGE 64
+static void hot_age(void)
+{
+	int i;
+
+	for (i = 0; i < ph.nhot; i++)
+		if ((uint64_t)i < ph.hot_logged && hot_changed(i))
+			ph.hot[i].last = ph.commits;
+	for (i = 0; i < ph.nhot;)
+		if (ph.commits - ph.hot[i].last > HOT_AGE) {
+			char *p = BASE + ph.hot[i].page * PAGE;
+
+			protect(p, p + PAGE);
+			ph.hot[i] = ph.hot[--ph.nhot];
+		} else {
+			i++;
+		}
+}
+
+void pheap_set_hot(int pages)
+{
+	int i;
+
+	if (pages < 0)
+		pages = 0;
+	if (pages > PHEAP_HOT_MAX)
+		pages = PHEAP_HOT_MAX;
+	if (ph.tx)
+		die("pheap: pheap_set_hot inside a transaction", NULL, "");
+	for (i = pages; i < ph.nhot; i++) {
+		char *p = BASE + ph.hot[i].page * PAGE;
+
+		protect(p, p + PAGE);
+	}
+	if (ph.nhot > pages)
+		ph.nhot = pages;
+	ph.hot_limit = pages;
 }
 
 static void end_tx(uint64_t logged)
@@ -680,6 +789,7 @@ static void end_tx(uint64_t logged)
 		punch((uint64_t)(undo_slot(UNDO_KEEP) - BASE),
 		      (logged - UNDO_KEEP) * PAGE);
 	ph.fresh_lo = ph.fresh_hi = NULL;
+	ph.hot_logged = 0;
 	__atomic_store_n(&ph.tx, false, __ATOMIC_RELAXED);
 	tx_mine = false;
 }
@@ -690,10 +800,12 @@ void ptx_commit(void)
 
 	need_tx("ptx_commit outside a transaction");
 	n = __atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED);
+	/* hot pages compare with their copies before anything reuses them */
+	ph.commits++;
+	hot_age();
 	/* the commit point: every store of the transaction is before it */
 	__atomic_store_n(&ph.undo->count, 0, __ATOMIC_SEQ_CST);
 	end_tx(n);
-	ph.commits++;
 }
 
 void ptx_abort(void)

@@ -65,9 +65,11 @@
 #define PHEAP_MAX_RESERVE (64ULL << 30)
 /* Pages one transaction may dirty (16 MiB): more is a caller's bug. */
 #define PHEAP_UNDO_PAGES 4096
+/* Most pages pheap_set_hot may keep writable. */
+#define PHEAP_HOT_MAX 32
 /* Reply records kept (the newest) and the largest reply recorded. */
-#define PHEAP_REPLY_SLOTS 256
-#define PHEAP_REPLY_MAX 8192
+#define PHEAP_REPLY_SLOTS 64
+#define PHEAP_REPLY_MAX 512
 
 /*
  * Make a new region: a sealed sparse memfd named "shmfs-table" of
@@ -148,6 +150,19 @@ bool ptx_active(void);
 
 /* Whether this transaction has changed a page (or allocated one) yet. */
 bool ptx_dirty(void);
+
+/*
+ * Up to `pages` pages (0, the default, .. PHEAP_HOT_MAX) that
+ * transactions keep dirtying stay writable between transactions, and
+ * every ptx_begin copies them into the undo log instead of taking a write
+ * fault (about 10 us) for each in each transaction: what a busy table
+ * keeps changing costs a memcpy.  The price: a store to a hot page
+ * outside a transaction is no longer caught (0 keeps every page
+ * read-only, to find such stores), and ptx_dirty compares the hot pages
+ * with their copies.  A hot page no transaction changed in 64 commits
+ * goes back to read-only.  Outside a transaction.
+ */
+void pheap_set_hot(int pages);  /* again after each create or adopt */
 
 /* Make the transaction's changes durable, at one store: a process killed
  * before it leaves the state as ptx_begin found it, one killed after it

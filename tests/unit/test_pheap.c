@@ -852,7 +852,7 @@ static void change_forever(void *arg)
 	}
 }
 
-static void test_random_kills_leave_a_committed_state(void)
+static void random_kills(int hot)
 {
 	struct rtable *t;
 	uint64_t seed = 42, gen = 0, got;
@@ -862,6 +862,7 @@ static void test_random_kills_leave_a_committed_state(void)
 	char c;
 
 	REQUIRE(setup());
+	pheap_set_hot(hot);
 	ptx_begin();
 	t = pcalloc(1, sizeof(*t));
 	t->arrlen = 1024;
@@ -887,6 +888,7 @@ static void test_random_kills_leave_a_committed_state(void)
 		REQUIRE(CHECK(WIFSIGNALED(status) &&
 			      WTERMSIG(status) == SIGKILL));
 		REQUIRE(CHECK_EQ(readopt(), 0));
+		pheap_set_hot(hot); /* for the next child */
 		REQUIRE(CHECK(pheap_root() == t));
 		REQUIRE(CHECK_UEQ(rsum(t), t->sum));
 		CHECK(t->gen > gen);
@@ -909,9 +911,70 @@ static void test_random_kills_leave_a_committed_state(void)
 	ptx_commit();
 	CHECK_UEQ(stats().objects, 0);
 	CHECK_UEQ(stats().in_use, 0);
-	printf("  %d kills, %llu transactions, %llu pages rolled back\n",
+	printf("  %d kills, %llu transactions, %llu pages rolled back%s\n",
 	       rounds, (unsigned long long)gen,
-	       (unsigned long long)stats().rollback_pages);
+	       (unsigned long long)stats().rollback_pages,
+	       hot ? " (hot pages)" : "");
+}
+
+static void test_random_kills_leave_a_committed_state(void)
+{
+	random_kills(0);
+}
+
+/* The same with pages left writable between transactions: what they
+ * held at ptx_begin is what a rollback gives back. */
+static void test_random_kills_with_hot_pages_leave_a_committed_state(void)
+{
+	random_kills(PHEAP_HOT_MAX);
+}
+
+static void write_three_and_die(void *arg)
+{
+	ptx_begin();
+	strcpy(arg, "three");
+	raise(SIGKILL);
+}
+
+/*
+ * A hot page: a transaction that stores to it takes no fault, one that
+ * does not is not dirty, and a kill or an abort gives back what it held
+ * when the transaction began.  Without pheap_set_hot, every page goes
+ * back to read-only at commit (the other tests).
+ */
+static void test_hot_pages_take_no_fault_and_still_roll_back(void)
+{
+	struct outcome o;
+	uint64_t faults;
+	char *p;
+
+	REQUIRE(setup());
+	pheap_set_hot(PHEAP_HOT_MAX);
+	ptx_begin();
+	p = pmalloc(64);
+	REQUIRE(CHECK(p != NULL));
+	strcpy(p, "one");
+	ptx_commit();
+	ptx_begin();
+	strcpy(p, "two"); /* a fault: the page becomes hot */
+	CHECK(ptx_dirty());
+	ptx_commit();
+	faults = stats().faults;
+	ptx_begin();
+	CHECK(!ptx_dirty()); /* nothing stored yet */
+	p[0] = 't'; /* the same byte: no change */
+	CHECK(!ptx_dirty());
+	strcpy(p, "TWO");
+	CHECK(ptx_dirty());
+	CHECK_UEQ(stats().faults, faults); /* hot: no fault */
+	ptx_abort();
+	CHECK(strcmp(p, "two") == 0);
+	in_child(write_three_and_die, p, &o);
+	REQUIRE(CHECK(killed_by(&o, SIGKILL)));
+	CHECK(strcmp(p, "three") == 0); /* the child's store, uncommitted */
+	REQUIRE(CHECK_EQ(readopt(), 0));
+	CHECK(strcmp(p, "two") == 0);
+	CHECK(heap_read_only()); /* a successor starts with none hot */
 }
 
 /* ---- reply records ---- */
@@ -936,7 +999,7 @@ static void test_reply_records(void)
 	static char big[PHEAP_REPLY_MAX + 1], back[PHEAP_REPLY_MAX + 1];
 	struct iovec iov[2] = { { "hello, ", 7 }, { "world", 5 } };
 	struct outcome o;
-	char buf[64];
+	char buf[64], want[64];
 	uint64_t id;
 
 	REQUIRE(setup());
@@ -999,11 +1062,15 @@ static void test_reply_records(void)
 	ptx_commit();
 	CHECK_UEQ(stats().replies, PHEAP_REPLY_SLOTS);
 	CHECK_EQ(pheap_find_reply(7, buf, sizeof(buf)), -ENOENT);
-	/* 300 made: the last 256 are ids 144 to 399 */
+	/* SLOTS + 44 made, from 100: the last SLOTS are kept */
+	id = 100 + PHEAP_REPLY_SLOTS + 44;
 	CHECK_EQ(pheap_find_reply(143, buf, sizeof(buf)), -ENOENT);
 	CHECK_EQ(pheap_find_reply(144, buf, sizeof(buf)), 9);
 	CHECK(memcmp(buf, "reply 144", 9) == 0);
-	CHECK_EQ(pheap_find_reply(399, buf, sizeof(buf)), 9);
+	snprintf(want, sizeof(want), "reply %llu", (unsigned long long)(id - 1));
+	CHECK_EQ(pheap_find_reply(id - 1, buf, sizeof(buf)),
+		 (ssize_t)strlen(want));
+	CHECK(memcmp(buf, want, strlen(want)) == 0);
 }
 
 /* ---- what must crash ---- */
@@ -1317,6 +1384,8 @@ int main(int argc, char **argv)
 	UNIT_RUN(test_killed_transaction_rolls_back);
 	UNIT_RUN(test_adopter_killed_in_rollback_rolls_back_next_time);
 	UNIT_RUN(test_random_kills_leave_a_committed_state);
+	UNIT_RUN(test_random_kills_with_hot_pages_leave_a_committed_state);
+	UNIT_RUN(test_hot_pages_take_no_fault_and_still_roll_back);
 	UNIT_RUN(test_reply_records);
 	UNIT_RUN(test_store_outside_a_transaction_aborts);
 	UNIT_RUN(test_store_by_another_thread_aborts);
