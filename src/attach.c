@@ -441,15 +441,13 @@ static struct fork_pending *fork_of_child(uint64_t file, pid_t tgid,
 	return oldest;
 }
 
-/* A close of file by a process without a session there. */
-static void seg_stranger_closed(uint64_t file, pid_t tgid)
+/* A close of file by a process without a session there (its parent and
+ * birth asked of the host before the lock). */
+static void stranger_closed(uint64_t file, pid_t tgid, pid_t parent,
+			    uint64_t born)
 {
-	struct fork_pending *fp;
-	pid_t parent = Tcfg.parent_of(tgid);
-	uint64_t born = Tcfg.born ? Tcfg.born(tgid) : 0;
-	TABLE_LOCK();
+	struct fork_pending *fp = fork_of_child(file, tgid, parent, born);
 
-	fp = fork_of_child(file, tgid, parent, born);
 	if (fp)
 		fork_drop(fp, tgid);
 }
@@ -486,19 +484,24 @@ static int kids_of(pid_t parent, struct kid **out)
 	return n;
 }
 
-/* The parent's session on file is over: its forks there are orphans. */
-static void seg_forks_orphaned(uint64_t file, pid_t parent)
+/*
+ * The parent's session on file is over: its forks there are orphans,
+ * which only its children born after them (n of them in kids, asked of
+ * the host before the lock; n < 0: not asked) may claim.
+ */
+static void forks_orphaned(uint64_t file, pid_t parent, const struct kid *kids,
+			   int n)
 {
 	struct fork_pending *fp, *next;
-	struct kid *kids;
-	int n = kids_of(parent, &kids), i;
-	TABLE_LOCK();
+	int i;
 
 	for (fp = T.forks; fp; fp = next) {
 		next = fp->next;
 		if (fp->parent != parent || fp->file != file || !fp->orphan ||
 		    fp->scanned)
 			continue;
+		if (n == -EAGAIN)
+			continue; /* not asked: its parent's children may */
 		fp->scanned = true;
 		fp->kids = n > 0 ? pcalloc((size_t)n, sizeof(*fp->kids)) : NULL;
 		for (i = 0; fp->kids && i < n; i++)
@@ -507,32 +510,56 @@ static void seg_forks_orphaned(uint64_t file, pid_t parent)
 		if (!fp->nkids)
 			fork_drop(fp, parent);
 	}
-	free(kids);
 }
 
+static bool forks_exist(void)
+{
+	TABLE_LOCK();
+	return T.forks != NULL;
+}
+
+static bool forks_pending(pid_t parent);
+
+/*
+ * What the host says that a close may need, asked before the lock and
+ * only while forks are pending: the closer's parent and birth (a child
+ * that never claimed, closing), its children (a parent whose forks become
+ * orphans).  The close is then one transaction, which a resend after a
+ * server's death applies whole or finds applied.
+ */
 void seg_session_close(uint64_t file, pid_t tgid)
 {
-	bool stranger = false, orphans = false;
+	struct kid *kids = NULL;
+	int nkids = -EAGAIN;
+	pid_t parent = -1;
+	uint64_t born = 0;
+	bool forks = forks_exist();
 	struct session *s;
 
+	if (forks && Tcfg.parent_of) {
+		parent = Tcfg.parent_of(tgid);
+		born = Tcfg.born ? Tcfg.born(tgid) : 0;
+	}
+	if (forks && forks_pending(tgid))
+		nkids = kids_of(tgid, &kids);
 	{
 		TABLE_LOCK();
 		s = session_find(proc_find(tgid), file);
-		if (!s)
-			stranger = T.forks && Tcfg.parent_of;
-		else if (s->opens <= 1) {
-			orphans = session_end(s);
+		/* Closes by vfork children and other strangers find no
+		 * fork. */
+		if (!s && T.forks && Tcfg.parent_of)
+			stranger_closed(file, tgid, parent, born);
+		else if (s && s->opens <= 1) {
+			bool orphans = session_end(s);
+
 			killpoint("close"); /* detached, not committed */
-		} else
+			if (orphans)
+				forks_orphaned(file, tgid, kids, nkids);
+		} else if (s) {
 			s->opens--;
+		}
 	}
-	/* the host is asked next: a close is the same done again */
-	table_checkpoint();
-	/* Closes by vfork children and other strangers find no fork. */
-	if (stranger)
-		seg_stranger_closed(file, tgid);
-	if (orphans)
-		seg_forks_orphaned(file, tgid);
+	free(kids);
 }
 
 void seg_file_released(uint64_t file)
@@ -702,6 +729,9 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 	fp->file = file;
 	fp->parent = c->pid;
 	fp->since = since;
+	/* a successor's count of pid wraps goes on from here */
+	if (since > T.born_hint)
+		T.born_hint = since;
 	fp->next = T.forks;
 	T.forks = fp;
 	killpoint("fork"); /* pending, its refs not counted yet */

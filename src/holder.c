@@ -27,6 +27,7 @@
  * holder: clients get ENOTCONN.  If the holder itself dies, the server
  * goes on serving, and its death then ends the connection.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -558,8 +559,49 @@ static void reap_children(void)
 		;
 }
 
-/* Has the server died?  Its socket's end closes with its last thread;
- * a main thread gone with others stuck in the kernel counts too. */
+/* Whether every thread of pid left is a zombie or waits in the kernel
+ * uninterruptibly (D): none of them runs our code again. */
+static bool only_stuck_threads(pid_t pid)
+{
+	char path[320], buf[512];
+	struct dirent *de;
+	bool stuck = true;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return true;
+	while (stuck && (de = readdir(d))) {
+		const char *state;
+		ssize_t n;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid,
+			 de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		buf[n] = '\0';
+		state = strrchr(buf, ')');
+		stuck = !state ||
+			(state[2] == 'D' || state[2] == 'Z' || state[2] == 'X');
+	}
+	closedir(d);
+	return stuck;
+}
+
+/*
+ * Has the server died?  Its socket's end closes with its last thread; a
+ * main thread gone with the others waiting in the kernel counts too (at
+ * once when they are all in D, else after STUCK_MS).
+ */
 static bool server_dead(bool hup)
 {
 	bool leader_gone;
@@ -574,7 +616,7 @@ static bool server_dead(bool hup)
 		return false;
 	if (!H.died_ms)
 		H.died_ms = now_ms();
-	return now_ms() - H.died_ms >= STUCK_MS;
+	return only_stuck_threads(H.server) || now_ms() - H.died_ms >= STUCK_MS;
 }
 
 static void count_death(void)

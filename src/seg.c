@@ -363,6 +363,7 @@ void seg_fini(void)
 void seg_republish(void)
 {
 	int slot;
+	TABLE_LOCK();
 
 	if (!Tcfg.pub)
 		return;
@@ -376,6 +377,8 @@ void seg_republish(void)
 			Tcfg.pub->key_add(s->ds.key, slot);
 		publish(s);
 	}
+	if (Tcfg.pub->reset_done)
+		Tcfg.pub->reset_done();
 }
 
 /* ---- shmget ---- */
@@ -729,6 +732,35 @@ void seg_forget(uint64_t serial, uint64_t n)
 	seg_maybe_destroy(s);
 }
 
+/*
+ * A successor's reckoning of the objects: one whose shmid is gone waits
+ * for nothing but the kernel's FORGET of its lookups, and the dead server
+ * may have lost that (a FORGET has no reply: one read and not applied is
+ * never sent again) or the drop of its .id name that brings it.  Its name
+ * is dropped again, and it goes now: serials are never reused, and a
+ * FORGET or a request naming a serial that is gone finds nothing.
+ */
+void seg_objects_adopt(void)
+{
+	unsigned b;
+
+	if (Tcfg.born_resume && T.born_hint)
+		Tcfg.born_resume(T.born_hint);
+	for (b = 0; b < SERIAL_BUCKETS; b++) {
+		struct seg *s, *next;
+
+		for (s = T.by_serial[b]; s; s = next) {
+			next = s->serial_next;
+			if (!s->freed || !s->nlookup)
+				continue;
+			if (Tcfg.freed)
+				Tcfg.freed(s->ds.shmid);
+			s->nlookup = 0;
+			seg_maybe_destroy(s);
+		}
+	}
+}
+
 bool seg_key_exists(key_t key)
 {
 	TABLE_LOCK();
@@ -809,4 +841,12 @@ void seg_get_stats(struct seg_stats *st)
 	st->pending_forks = T.npending;
 	st->attaches = T.nrefs;
 	segmem_stats(st);
+	{
+		struct pheap_stats ph;
+
+		pheap_stats(&ph);
+		st->heap_bytes = ph.in_use;
+		st->tx_commits = ph.commits;
+		st->tx_pages = ph.faults;
+	}
 }

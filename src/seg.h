@@ -63,6 +63,10 @@ struct seg_config {
 	 * posix_spawn child, say). */
 	uint64_t (*born)(pid_t tgid);
 	uint64_t (*next_born)(void);
+	/* Optional: a successor's births go on from the latest place a
+	 * dead server counted a fork at (births count pid wraps since the
+	 * first server began: process state that the table keeps). */
+	void (*born_resume)(uint64_t at);
 	/* Told (under the table lock; must not block) that a shmid is gone
 	 * for good, so the front end can drop names the kernel caches. */
 	void (*freed)(int shmid);
@@ -82,6 +86,9 @@ struct seg_config {
 	 * exactly what the table refers to. */
 	void (*keep_fd)(int fd);
 	void (*drop_fd)(int fd);
+	/* Pages of the table's heap kept writable between transactions
+	 * (pheap_set_hot): 0 keeps all read-only, to catch a stray store. */
+	int hot_pages;
 	/* Clock in whole seconds (tests may replace it). */
 	int64_t (*now)(void);
 	size_t page_size;
@@ -274,6 +281,9 @@ struct seg_stats {
 	uint64_t passthrough; /* segments with memory of their own */
 	uint64_t arena; /* segments with memory in the arena */
 	uint64_t unmeasured; /* backing memfds not kept: counted as full */
+	uint64_t heap_bytes; /* the persistent heap's bytes in use */
+	uint64_t tx_commits; /* transactions that changed the table */
+	uint64_t tx_pages; /* pages they dirtied (write faults) */
 };
 void seg_get_stats(struct seg_stats *s);
 

@@ -172,6 +172,7 @@ struct seg_table {
 	uint64_t npending;
 	uint64_t nrefs;
 	struct lock_user *lock_users;
+	uint64_t born_hint; /* the latest next_born() a fork was counted at */
 	/* Backing ids whose segments are gone, to close once that change
 	 * has committed (a rolled-back free must find its id still open). */
 	uint32_t *close_ids;
@@ -201,15 +202,6 @@ void table_leave(int *unused);
 	int table_hold_ __attribute__((cleanup(table_leave), unused)) = \
 		(table_enter(), 0)
 
-/*
- * Inside a request, commit what its blocks changed so far, before a step
- * that asks the host something (a /proc read must not wait under the
- * lock).  Only where running the request again from the start, on the
- * table as committed here, gives the same answer: the kernel sends it
- * again if the server dies before its reply.
- */
-void table_checkpoint(void);
-
 /* After the change commits: close a descriptor the table let go (and
  * tell the holder), punch a range of the arena, close a backing id. */
 void table_after_close(int fd);
@@ -225,6 +217,7 @@ static inline int64_t seg_now(void)
 void table_close(void);
 int64_t seg_default_now(void);
 void seg_republish(void);
+void seg_objects_adopt(void);
 
 /* files.c */
 #define FILE_BUCKETS 1024

@@ -19,6 +19,7 @@
 #include "killpoint.h"
 #include "ops.h"
 #include "passthrough.h"
+#include "pheap.h"
 #include "pubtab.h"
 #include "reaper.h"
 #include "takeover.h"
@@ -350,6 +351,15 @@ static int parse_args(int argc, char *argv[], struct fuse_args *args,
 	return 0;
 }
 
+/* SHMFS_STRICT_HEAP=1: every page of the table's heap read-only outside
+ * a transaction, so that a store outside one aborts (slower). */
+static bool strict_heap(void)
+{
+	const char *v = getenv("SHMFS_STRICT_HEAP");
+
+	return v && !strcmp(v, "1");
+}
+
 /* The table, told what it asks of the host and of the front end; a
  * successor adopts the one its holder kept (heap >= 0). */
 static int table_start(const struct options *o, struct seg_config *cfg,
@@ -365,9 +375,11 @@ static int table_start(const struct options *o, struct seg_config *cfg,
 		.children_of = sysinfo_children,
 		.born = sysinfo_born,
 		.next_born = sysinfo_next_born,
+		.born_resume = sysinfo_born_resume,
 		.freed = ops_shmid_freed,
 		.commit_room = sysinfo_commit_room,
 		.pub = &pubtab_publisher, /* silent until pubtab_open */
+		.hot_pages = strict_heap() ? 0 : PHEAP_HOT_MAX,
 	};
 	if (!o->no_failover) {
 		cfg->keep_fd = holder_keep;

@@ -294,6 +294,18 @@ static uint64_t last_pid_now(uint64_t *wraps)
 	return last;
 }
 
+void sysinfo_born_resume(uint64_t at)
+{
+	if (!pid_max || !at)
+		return;
+	pthread_mutex_lock(&born_lock);
+	/* at = wraps * pid_max + last + 1: a pid below last now is a wrap
+	 * since, which the next look sees */
+	born_wraps = (at - 1) / pid_max;
+	born_last = (at - 1) % pid_max;
+	pthread_mutex_unlock(&born_lock);
+}
+
 /* Without ns_last_pid every child is born after every fork. */
 uint64_t sysinfo_next_born(void)
 {

@@ -20,6 +20,8 @@ uint64_t sysinfo_memlock(pid_t pid);
 /* A process's place in the order of births, and the next one's. */
 uint64_t sysinfo_born(pid_t tgid);
 uint64_t sysinfo_next_born(void);
+/* A successor: births go on from at, a next_born() of a dead server. */
+void sysinfo_born_resume(uint64_t at);
 uint64_t sysinfo_commit_room(void);
 /* A mount point as mountinfo escapes it (\\040 for a space) names path. */
 bool sysinfo_mountinfo_path_is(const char *field, const char *path);

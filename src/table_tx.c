@@ -306,12 +306,6 @@ void table_reply(uint64_t unique, const struct iovec *iov, int n)
 	req_id = 0;
 }
 
-void table_checkpoint(void)
-{
-	if (held && !depth)
-		table_commit(NULL, 0);
-}
-
 void table_request_done(void)
 {
 	if (held)
@@ -334,6 +328,13 @@ int seg_heap_fd(void)
 	return heap_fd;
 }
 
+/* The pages a busy table keeps changing stay writable (pheap_set_hot):
+ * a fault each, each time, would cost more than the request. */
+static void heap_tune(void)
+{
+	pheap_set_hot(Tcfg.hot_pages);
+}
+
 static void config_set(const struct seg_config *cfg)
 {
 	Tcfg = *cfg;
@@ -351,6 +352,7 @@ int seg_init(const struct seg_config *cfg)
 	heap_fd = pheap_create(HEAP_RESERVE, SEG_TABLE_FORMAT);
 	if (heap_fd < 0)
 		return heap_fd;
+	heap_tune();
 	TABLE_LOCK();
 	seg_T = pcalloc(1, sizeof(*seg_T));
 	if (!seg_T) {
@@ -396,6 +398,7 @@ int seg_adopt(const struct seg_config *cfg, int fd)
 	if (err)
 		return err;
 	heap_fd = fd;
+	heap_tune();
 	seg_T = pheap_root();
 	if (!seg_T || T.format != SEG_TABLE_FORMAT) {
 		pheap_close();
@@ -407,6 +410,7 @@ int seg_adopt(const struct seg_config *cfg, int fd)
 	seg_republish();
 	segmem_adopt();
 	files_adopt();
+	seg_objects_adopt();
 	inflight_adopt();
 	return 0;
 }

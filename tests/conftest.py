@@ -415,6 +415,12 @@ class Mount:
 
     # -- helpers for tests ----------------------------------------------------
 
+    def requests(self):
+        """The daemon's requests served, by type (user.shmfs.requests)."""
+        text = os.getxattr(self.root, "user.shmfs.requests").decode()
+        return dict((k, int(v)) for k, v in
+                    (line.split() for line in text.splitlines()))
+
     def kill_holder(self):
         """SIGKILL the holder: from then on the daemon's death ends the
         mount, as with -o no_failover."""

@@ -406,3 +406,47 @@ def test_without_resend_a_dead_servers_request_fails_and_nothing_hangs(
     else:  # committed: the segment is there
         assert found is None
     assert c.shmget(KEY + 1, PAGE, IPC_CREAT | 0o600) >= 0
+
+
+LIB_CLIENT = r"""
+import ctypes, os, sys
+lib = ctypes.CDLL(sys.argv[1], use_errno=True)
+shmid = lib.shmfs_shmget(int(sys.argv[2]), 4096, 0o1600)
+print(shmid, flush=True)
+for line in sys.stdin:
+    print(all(lib.shmfs_shmget(int(sys.argv[2]), 0, 0) == shmid
+              for _ in range(100)), flush=True)
+"""
+
+
+def test_successors_publish_the_table_clients_read_without_asking(shmfs):
+    """shmget of an existing key is read from the published table, no
+    request sent: from the first server's table, and after a kill and an
+    upgrade from the same file, made again by each successor."""
+    shmfs.expect_exit = -signal.SIGKILL
+    p = subprocess.Popen(
+        [sys.executable, "-c", LIB_CLIENT,
+         os.path.join(shmfs.build, "libshmfs.so"), str(KEY)],
+        env=dict(os.environ, SHMFS_ROOT=shmfs.root), text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert int(p.stdout.readline()) >= 0
+
+        def ioctls_for_100_shmgets():
+            before = shmfs.requests()["ioctl"]
+            p.stdin.write("go\n")
+            p.stdin.flush()
+            assert p.stdout.readline().strip() == "True"
+            return shmfs.requests()["ioctl"] - before
+        assert ioctls_for_100_shmgets() == 0
+        old = shmfs.server_pid()
+        os.kill(old, signal.SIGKILL)
+        new_server(shmfs, old)
+        assert ioctls_for_100_shmgets() == 0
+        subprocess.run([built(shmfs.build, "shmfs"), "--upgrade",
+                        shmfs.root], check=True, capture_output=True,
+                       timeout=60)
+        assert ioctls_for_100_shmgets() == 0
+    finally:
+        p.stdin.close()
+        p.wait(timeout=20)
