@@ -23,6 +23,7 @@ import ctypes
 import datetime
 import os
 import platform
+import re
 import shlex
 import signal
 import statistics
@@ -46,7 +47,7 @@ KEY_SPAN = 0x10000
 SHMMNI = "/proc/sys/kernel/shmmni"
 IPC_RMID = 0
 
-GROUPS = ["control", "requests", "data", "scale", "memory"]
+GROUPS = ["control", "requests", "data", "scale", "memory", "failover"]
 # Request types the kernel sends without waiting for an answer.
 ASYNC_TYPES = ("release", "forget")
 COUNT_KINDS = [  # (shmbench count kind, what the row calls it)
@@ -375,7 +376,16 @@ class Mount:
                 out[name] = int(n)
         return out
 
+    def pids(self):
+        """The serving process and the holder (user.shmfs.*pid)."""
+        try:
+            return [int(os.getxattr(self.root, "user.shmfs." + n))
+                    for n in ("pid", "holder_pid")]
+        except OSError:
+            return []
+
     def close(self):
+        others = [p for p in self.pids() if p and p != self.pid]
         if os.path.ismount(self.root):
             r = subprocess.run(["fusermount3", "-u", self.root],
                                capture_output=True)
@@ -394,6 +404,11 @@ class Mount:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        deadline = time.monotonic() + 10
+        for pid in others:  # a successor, the holder: gone with the mount
+            while os.path.exists("/proc/%d" % pid) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.01)
         try:
             os.rmdir(self.root)
         except OSError:
@@ -402,7 +417,7 @@ class Mount:
         self.err.close()
         if text:
             log("daemon stderr:\n" + text)
-        if self.proc.returncode not in (0, None):
+        if self.proc.returncode not in (0, None, -signal.SIGKILL):
             log("daemon exited with status %d" % self.proc.returncode)
 
     def __enter__(self):
@@ -528,6 +543,49 @@ def group_requests(res, p, side, rnd, mount):
             res.note("%s takes %s synchronous FUSE requests per call: %s" % (
                 label, fmt(sync), per_call_text(per)))
         time.sleep(0.1)
+
+
+KILLS, UPGRADES = 20, 10
+
+
+def group_failover(res, p, side, rnd, mount):
+    """shmfs only: from a SIGKILL of the serving process to the next
+    request answered (by the successor the holder starts), and the pause
+    of an upgrade (shmfs --upgrade: from the old server's stop to the new
+    one's first answer, as the holder measures it)."""
+    if side != "shmfs":
+        return
+    kills = []
+    for _ in range(KILLS):
+        old = mount.pids()[0]
+        t = time.monotonic()
+        os.kill(old, signal.SIGKILL)
+        while True:
+            try:
+                if int(os.getxattr(mount.root, "user.shmfs.pid")) != old:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() - t > 10:
+                raise RuntimeError("no successor 10 s after a kill")
+        kills.append(1000 * (time.monotonic() - t))
+        # servers that die within 0.5 s of their start, 5 in a row, end
+        # the mount (a request that kills every server): not these
+        time.sleep(0.6)
+    pauses = []
+    for _ in range(UPGRADES):
+        r = subprocess.run([DAEMON, "--upgrade", mount.root],
+                           capture_output=True, text=True, timeout=60)
+        m = re.search(r"paused ([0-9.]+) ms", r.stdout)
+        if r.returncode or not m:
+            raise RuntimeError("upgrade failed: %s" % r.stderr.strip())
+        pauses.append(float(m.group(1)))
+    res.put("fo.kill", "failover: SIGKILL to the next answer (ms, median "
+            "of %d)" % KILLS, side, rnd, med(kills), only_shmfs=True)
+    res.put("fo.killmax", "failover: SIGKILL to the next answer (ms, "
+            "slowest of %d)" % KILLS, side, rnd, max(kills), only_shmfs=True)
+    res.put("fo.upgrade", "failover: upgrade pause (ms, median of %d)"
+            % UPGRADES, side, rnd, med(pauses), only_shmfs=True)
 
 
 def group_data(res, p, side, rnd, mount):
@@ -697,6 +755,7 @@ GROUP_FUNCS = {
     "requests": group_requests,
     "data": group_data,
     "scale": group_scale,
+    "failover": group_failover,
     "memory": group_memory,
 }
 
@@ -798,7 +857,8 @@ def main():
                 if rnd % 2:
                     sides.reverse()
                 for side in sides:
-                    if group == "requests" and side == "kernel":
+                    if group in ("requests", "failover") and \
+                            side == "kernel":
                         continue
                     log("%s: round %d/%d, %s" % (group, rnd + 1, args.rounds,
                                                  side))
