@@ -514,7 +514,7 @@ static void forks_orphaned(uint64_t file, pid_t parent, const struct kid *kids,
 
 static bool forks_exist(void)
 {
-	TABLE_LOCK();
+	TABLE_READ();
 	return T.forks != NULL;
 }
 
@@ -609,7 +609,7 @@ void seg_release(struct seg_handle *h)
 static bool forks_pending(pid_t parent)
 {
 	struct fork_pending *fp;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	for (fp = T.forks; fp; fp = fp->next)
 		if (fp->parent == parent && !fp->orphan)
@@ -818,7 +818,7 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 	pid_t *pids;
 	size_t n = 0, i, len = 0, size;
 	char *out;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	s = serial_find(serial);
 	if (!s || s->freed)

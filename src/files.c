@@ -41,7 +41,7 @@ uint64_t seg_file_add(int kind, struct seg_handle *h)
 int seg_file_find(uint64_t id, int *kind, struct seg_handle **h)
 {
 	struct file_rec *f;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	f = *file_slot(id);
 	if (!f)

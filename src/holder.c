@@ -644,15 +644,20 @@ static void upgrade_done(uint64_t err, pid_t pid)
 	H.upgrader = -1;
 }
 
-/* Whatever the dead server sent before it died: a memfd it kept may
- * still be in the socket. */
-static void drain(void)
+/* Every message waiting: false once the server's end is closed.  Also
+ * whatever a dead server sent before it died: a memfd it kept may still
+ * be in the socket. */
+static bool drain(void)
 {
 	struct pollfd p = { .fd = H.sock, .events = POLLIN };
 
-	while (H.sock >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN) &&
-	       server_messages())
-		;
+	while (H.sock >= 0 && poll(&p, 1, 0) == 1) {
+		if (!(p.revents & POLLIN))
+			return !(p.revents & (POLLHUP | POLLERR));
+		if (!server_messages())
+			return false;
+	}
+	return true;
 }
 
 /* The server is gone: its successor, or the end. */
@@ -795,13 +800,21 @@ static int connection_dir(dev_t dev)
 static void holder_main(void)
 {
 	for (;;) {
+		/*
+		 * The server's messages (a memfd kept, one let go) are read a
+		 * tick late, many at once: waking for each would cost every
+		 * shmget and IPC_RMID a switch to this process.  The socket
+		 * keeps them, descriptors included, even past the server's
+		 * death.  Its word that it serves is awaited at once.
+		 */
+		bool awaited = H.trying || !H.ready;
 		struct pollfd p[4] = {
-			{ .fd = H.sock, .events = POLLIN },
+			{ .fd = H.sock, .events = awaited ? POLLIN : 0 },
 			{ .fd = H.dev, .events = 0 },
 			{ .fd = H.listen, .events = POLLIN },
 			{ .fd = H.upgrader, .events = POLLIN },
 		};
-		bool hup = false;
+		bool hup;
 		int n = poll(p, 4, TICK_MS);
 
 		if (n < 0 && errno != EINTR)
@@ -809,10 +822,7 @@ static void holder_main(void)
 		reap_children();
 		if (p[1].revents & (POLLERR | POLLHUP))
 			_exit(0); /* unmounted */
-		if (p[0].revents & POLLIN)
-			hup = !server_messages();
-		else if (p[0].revents & (POLLHUP | POLLERR))
-			hup = true;
+		hup = !drain();
 		if (p[2].revents & POLLIN)
 			new_upgrader();
 		if (p[3].revents)
@@ -843,7 +853,13 @@ int holder_start(dev_t dev, int devfd, char *const argv[], bool failover)
 		return err;
 	}
 	if (pid > 0) {
+		int buf = 4 << 20; /* many messages between two ticks */
+
 		close(sv[1]);
+		if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &buf,
+			       sizeof(buf)) < 0)
+			setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &buf,
+				   sizeof(buf));
 		hsock = sv[0];
 		hpid = pid;
 		/* what the table holds already, and the connection */
@@ -940,6 +956,14 @@ int holder_adopt(const char *arg, struct holder_handoff *h)
 	}
 	for (n = 0; n < h->nkept; n++)
 		fcntl(h->kept[n], F_SETFD, FD_CLOEXEC);
+	{
+		int buf = 4 << 20; /* as the first server's (holder_start) */
+
+		if (setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &buf,
+			       sizeof(buf)) < 0)
+			setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &buf,
+				   sizeof(buf));
+	}
 	hsock = sock;
 	hpid = holder;
 	return 0;

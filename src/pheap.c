@@ -33,7 +33,7 @@
 #define PHEAP_MAGIC 0x68702d73666d6873ULL
 /* pheap's own layout, for adopters of another version: a change of this
  * file's structures or constants bumps it. */
-#define PHEAP_LAYOUT 2 /* 2: 64 reply records of 512 bytes */
+#define PHEAP_LAYOUT 3 /* 3: 64 reply records of 256 bytes */
 
 #define REPLY_INDEX_OFF PAGE
 #define REPLY_DATA_OFF (2 * PAGE)
@@ -144,6 +144,7 @@ static struct {
 	} hot[PHEAP_HOT_MAX];
 	int nhot, hot_limit;
 	uint64_t hot_logged;
+	uint64_t changes; /* transactions that changed anything: hot ages */
 } ph = { .fd = -1 };
 
 /* The thread in the transaction: the one that may store to the region.
@@ -223,7 +224,7 @@ static int hot_find(uint64_t page)
 static void hot_add(uint64_t page)
 {
 	if (ph.nhot < ph.hot_limit && hot_find(page) < 0)
-		ph.hot[ph.nhot++] = (struct hot){ page, ph.commits + 1 };
+		ph.hot[ph.nhot++] = (struct hot){ page, ph.changes + 1 };
 }
 
 /* Whether hot page i differs from its copy in the undo log (entry i,
@@ -660,6 +661,7 @@ void pheap_close(void)
 		die("pheap: pheap_close inside a transaction", NULL, "");
 	__atomic_store_n(&ph.base, NULL, __ATOMIC_RELEASE);
 	ph.nhot = ph.hot_limit = 0; /* the next region's user says */
+	ph.changes = 0;
 	munmap((void *)PHEAP_BASE, ph.reserve);
 	close(ph.fd);
 	ph.fd = -1;
@@ -734,20 +736,27 @@ bool ptx_dirty(void)
 }
 
 /*
- * At the end of a transaction: hot pages this one changed are fresh
- * again; one no transaction changed in HOT_AGE commits goes back to
- * read-only (the pages of other work take its place).
+ * At the end of a transaction that logged n pages: hot pages it changed
+ * are fresh again; one that no transaction changing anything changed in
+ * HOT_AGE of them goes back to read-only (the pages of other work take
+ * its place).  Transactions that only read do not age anything.
  */
-#define HOT_AGE 64
-static void hot_age(void)
+#define HOT_AGE 16
+static void hot_age(uint64_t n)
 {
+	bool changed = n > ph.hot_logged || ph.fresh_hi > ph.fresh_lo;
 	int i;
 
-	for (i = 0; i < ph.nhot; i++)
-		if ((uint64_t)i < ph.hot_logged && hot_changed(i))
-			ph.hot[i].last = ph.commits;
+	for (i = 0; (uint64_t)i < ph.hot_logged; i++)
+		if (hot_changed(i)) {
+			ph.hot[i].last = ph.changes + 1;
+			changed = true;
+		}
+	if (!changed)
+		return;
+	ph.changes++;
 	for (i = 0; i < ph.nhot;)
-		if (ph.commits - ph.hot[i].last > HOT_AGE) {
+		if (ph.changes - ph.hot[i].last > HOT_AGE) {
 			char *p = BASE + ph.hot[i].page * PAGE;
 
 			protect(p, p + PAGE);
@@ -802,7 +811,7 @@ void ptx_commit(void)
 	n = __atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED);
 	/* hot pages compare with their copies before anything reuses them */
 	ph.commits++;
-	hot_age();
+	hot_age(n);
 	/* the commit point: every store of the transaction is before it */
 	__atomic_store_n(&ph.undo->count, 0, __ATOMIC_SEQ_CST);
 	end_tx(n);

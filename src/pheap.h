@@ -69,7 +69,7 @@
 #define PHEAP_HOT_MAX 32
 /* Reply records kept (the newest) and the largest reply recorded. */
 #define PHEAP_REPLY_SLOTS 64
-#define PHEAP_REPLY_MAX 512
+#define PHEAP_REPLY_MAX 256
 
 /*
  * Make a new region: a sealed sparse memfd named "shmfs-table" of
@@ -159,7 +159,8 @@ bool ptx_dirty(void);
  * keeps changing costs a memcpy.  The price: a store to a hot page
  * outside a transaction is no longer caught (0 keeps every page
  * read-only, to find such stores), and ptx_dirty compares the hot pages
- * with their copies.  A hot page no transaction changed in 64 commits
+ * with their copies.  A hot page that 16 transactions in a row changing
+ * anything left alone
  * goes back to read-only.  Outside a transaction.
  */
 void pheap_set_hot(int pages);  /* again after each create or adopt */

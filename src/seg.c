@@ -654,7 +654,7 @@ int seg_access(int shmid, int mask, struct perm_cred *c)
 {
 	struct perm_obj o;
 	struct seg *s;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	s = seg_find_id(shmid);
 	if (!s)
@@ -672,18 +672,27 @@ static void seg_hold(struct seg *s, bool hold)
 }
 
 /* The segment of shmid; with a key, only while it has that name. */
-static int lookup_shmid(int shmid, const key_t *key, bool hold,
-			struct seg_view *v)
+static int lookup_locked(int shmid, const key_t *key, bool hold,
+			 struct seg_view *v)
 {
-	struct seg *s;
-	TABLE_LOCK();
+	struct seg *s = seg_find_id(shmid);
 
-	s = seg_find_id(shmid);
 	if (!s || (key && (s->removed || s->ds.key != *key)))
 		return -ENOENT;
 	seg_hold(s, hold);
 	seg_fill_view(s, v);
 	return 0;
+}
+
+static int lookup_shmid(int shmid, const key_t *key, bool hold,
+			struct seg_view *v)
+{
+	if (hold) {
+		TABLE_LOCK();
+		return lookup_locked(shmid, key, hold, v);
+	}
+	TABLE_READ();
+	return lookup_locked(shmid, key, hold, v);
 }
 
 int seg_lookup_name(key_t key, int shmid, bool hold, struct seg_view *v)
@@ -694,7 +703,7 @@ int seg_lookup_name(key_t key, int shmid, bool hold, struct seg_view *v)
 int seg_lookup_key(key_t key, struct seg_view *v)
 {
 	struct seg *s;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	s = key == IPC_PRIVATE ? NULL : key_find(key);
 	if (!s)
@@ -711,7 +720,7 @@ int seg_lookup_id(int shmid, bool hold, struct seg_view *v)
 int seg_lookup_serial(uint64_t serial, struct seg_view *v)
 {
 	struct seg *s;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	s = serial_find(serial);
 	if (!s)
@@ -763,7 +772,7 @@ void seg_objects_adopt(void)
 
 bool seg_key_exists(key_t key)
 {
-	TABLE_LOCK();
+	TABLE_READ();
 	if (key == IPC_PRIVATE)
 		return T.nprivate > 0;
 	return key_find(key) != NULL;
@@ -774,7 +783,7 @@ void seg_walk(int from, int (*fn)(void *arg, const struct seg_view *v),
 {
 	struct seg_view v;
 	int idx;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	for (idx = slot_next_used(from); idx >= 0;
 	     idx = slot_next_used(idx + 1)) {
@@ -831,7 +840,7 @@ int seg_unlink(key_t key, int shmid, struct perm_cred *c)
 
 void seg_get_stats(struct seg_stats *st)
 {
-	TABLE_LOCK();
+	TABLE_READ();
 	st->used = T.nused;
 	st->tot_pages = T.tot_pages;
 	st->objects = T.nobjects;

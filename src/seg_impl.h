@@ -201,6 +201,15 @@ void table_leave(int *unused);
 #define TABLE_LOCK()                                                    \
 	int table_hold_ __attribute__((cleanup(table_leave), unused)) = \
 		(table_enter(), 0)
+/*
+ * The same lock for a block that only reads: no transaction, so no copy
+ * of the heap's hot pages.  A store in it is a bug (with
+ * SHMFS_STRICT_HEAP=1 the daemon aborts at it).
+ */
+void table_enter_read(void);
+#define TABLE_READ()                                                    \
+	int table_hold_ __attribute__((cleanup(table_leave), unused)) = \
+		(table_enter_read(), 0)
 
 /* After the change commits: close a descriptor the table let go (and
  * tell the holder), punch a range of the arena, close a backing id. */

@@ -81,7 +81,7 @@ int seg_fds(int *fds, int max)
 {
 	unsigned b;
 	int n = 0;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	if (T.arena >= 0 && n < max)
 		fds[n++] = T.arena;

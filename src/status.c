@@ -52,7 +52,7 @@ static int status_line(const struct seg_view *v, char *buf, size_t size)
 static int status_views(int *slot, struct seg_view *v, int max)
 {
 	int idx, n = 0;
-	TABLE_LOCK();
+	TABLE_READ();
 
 	for (idx = slot_next_used(*slot); idx >= 0 && n < max;
 	     idx = slot_next_used(idx + 1)) {

@@ -187,6 +187,9 @@ static void table_commit(const struct iovec *iov, int n)
 	pthread_mutex_unlock(&table_lock);
 }
 
+/* The outermost hold of this thread only reads: it has no transaction. */
+static __thread bool reading;
+
 void table_enter(void)
 {
 	if (depth++ || held)
@@ -195,11 +198,24 @@ void table_enter(void)
 	ptx_begin();
 }
 
+void table_enter_read(void)
+{
+	if (depth++ || held)
+		return;
+	pthread_mutex_lock(&table_lock);
+	reading = true;
+}
+
 void table_leave(int *unused)
 {
 	(void)unused;
 	if (--depth)
 		return;
+	if (reading) {
+		reading = false;
+		pthread_mutex_unlock(&table_lock);
+		return;
+	}
 	if (req_id && ptx_dirty()) {
 		held = true; /* until the reply: table_reply */
 		return;
@@ -316,7 +332,7 @@ void table_request_done(void)
 ssize_t table_recorded_reply(uint64_t unique, void *buf, size_t cap)
 {
 	/* records are written by other threads' commits */
-	TABLE_LOCK();
+	TABLE_READ();
 
 	if (!seg_T)
 		return -ENOENT;
