@@ -836,12 +836,11 @@ static void holder_main(void)
 	}
 }
 
-int holder_start(dev_t dev, int devfd, char *const argv[], bool failover)
+int holder_start(dev_t dev, int devfd, char *const argv[], const char *exe)
 {
 	int sv[2], i, n;
 	pid_t server = getpid(), pid;
 
-	(void)failover;
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
 	pid = fork();
@@ -869,7 +868,7 @@ int holder_start(dev_t dev, int devfd, char *const argv[], bool failover)
 			int fds[4096];
 
 			n = seg_fds(fds, 4096);
-			for (i = 0; i < n; i++)
+			for (i = 0; i < n && i < 4096; i++)
 				holder_keep(fds[i]);
 		}
 		return 0;
@@ -898,6 +897,8 @@ int holder_start(dev_t dev, int devfd, char *const argv[], bool failover)
 	H.dev = fcntl(devfd, F_DUPFD_CLOEXEC, 3);
 	close(devfd);
 	H.argv = (char **)argv;
+	/* the very file the server runs, even once replaced on disk */
+	H.exe = exe ? open(exe, O_RDONLY | O_CLOEXEC) : -1;
 	listen_upgrades();
 	holder_main();
 	_exit(0);

@@ -28,11 +28,11 @@ struct holder_handoff {
 /*
  * The first server: fork the holder of the connection whose superblock is
  * dev and whose descriptor is devfd.  argv is what a successor is started
- * with (the first server's own arguments).  With failover false the
- * holder keeps nothing and only ends a connection its dead server left
- * stuck (today's reaper).  Call it before any thread.  0 or -errno.
+ * with (the first server's own arguments), exe the binary (its path as
+ * the server started; NULL: /proc/self/exe, which under valgrind is
+ * valgrind's).  Call it before any thread.  0 or -errno.
  */
-int holder_start(dev_t dev, int devfd, char *const argv[], bool failover);
+int holder_start(dev_t dev, int devfd, char *const argv[], const char *exe);
 
 /* A successor: take what the holder handed (the --adopt argument). */
 int holder_adopt(const char *arg, struct holder_handoff *h);

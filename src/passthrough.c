@@ -76,7 +76,7 @@ struct pt_in_header {
 
 #define PT_FUSE_INIT 26
 #define PT_UNIQUE_RESEND (1ULL << 63)
-#define PT_RECORD_MAX (1u << 20)
+#define PT_RECORD_MAX 4096 /* more than any reply recorded (pheap.h) */
 
 static void (*abandoned)(uint64_t fh);
 
@@ -93,12 +93,10 @@ void pt_on_abandoned(void (*fn)(uint64_t fh))
  */
 static int pt_answer_recorded(int fd, uint64_t unique)
 {
-	static __thread char *rec;
+	char rec[PT_RECORD_MAX] __attribute__((aligned(8)));
 	struct pt_out_header *h;
 	ssize_t n;
 
-	if (!rec && !(rec = malloc(PT_RECORD_MAX)))
-		return 0;
 	n = table_recorded_reply(unique, rec, PT_RECORD_MAX);
 	if (n < (ssize_t)sizeof(*h) || n > PT_RECORD_MAX)
 		return 0;

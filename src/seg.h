@@ -134,8 +134,13 @@ int seg_init(const struct seg_config *cfg);
 int seg_adopt(const struct seg_config *cfg, int fd);
 int seg_heap_fd(void);
 /* The descriptors the table refers to, for the holder's reckoning: up
- * to max of them in fds; their number. */
+ * to max of them in fds; how many there are (more than max: some left
+ * out). */
 int seg_fds(int *fds, int max);
+/* A successor: descriptor fd, which the table names, was not kept: its
+ * segment's memory goes unmeasured (a backing id holds it), or is lost
+ * (-EIO), or it is the arena (-EBADF: nothing can be served). */
+int seg_fd_lost(int fd);
 /* The published table made again from the table (a new publisher). */
 void seg_republish(void);
 /* The end: everything is freed, then the heap is let go. */

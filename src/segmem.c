@@ -83,16 +83,40 @@ int seg_fds(int *fds, int max)
 	int n = 0;
 	TABLE_READ();
 
-	if (T.arena >= 0 && n < max)
-		fds[n++] = T.arena;
+	if (T.arena >= 0 && n++ < max)
+		fds[n - 1] = T.arena;
 	for (b = 0; b < SERIAL_BUCKETS; b++) {
 		const struct seg *s;
 
 		for (s = T.by_serial[b]; s; s = s->serial_next)
-			if (s->has_memory && s->memfd >= 0 && n < max)
-				fds[n++] = s->memfd;
+			if (s->has_memory && s->memfd >= 0 && n++ < max)
+				fds[n - 1] = s->memfd;
 	}
 	return n;
+}
+
+int seg_fd_lost(int fd)
+{
+	unsigned b;
+	int lost = 0;
+	TABLE_LOCK();
+
+	if (fd == T.arena)
+		return -EBADF;
+	for (b = 0; b < SERIAL_BUCKETS; b++) {
+		struct seg *s;
+
+		for (s = T.by_serial[b]; s; s = s->serial_next) {
+			if (!s->has_memory || s->memfd != fd)
+				continue;
+			/* a backing id still holds the memory: only its
+			 * measure is gone; a solo memfd's bytes are */
+			lost = s->backing ? 0 : -EIO;
+			s->memfd = -1;
+			T.memfds--;
+		}
+	}
+	return lost;
 }
 
 void segmem_fini(void)

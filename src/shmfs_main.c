@@ -423,18 +423,30 @@ static void mount_extras(const struct fuse_cmdline_opts *cl, dev_t *dev)
 			cl->mountpoint, strerror(-err));
 }
 
+/* The binary this process runs, by its path as started (realpath, before
+ * any chdir): what the holder starts successors from. */
+static char *self_exe;
+
 /*
  * After daemonizing, before any thread (the holder and the reaper are
  * forks of this process): the holder, then the published table, which
  * follows the holder's life when there is one.
  */
 static pid_t serving_extras(dev_t dev, int devfd, const struct options *o,
-			    char *argv[])
+			    char *argv[], bool failover)
 {
 	int err = 0;
 
-	if (!o->no_failover && dev &&
-	    (err = holder_start(dev, devfd, argv, true)))
+	/* one thread reads from the holder's own descriptor: on a kernel
+	 * that cannot resend, what a dead server read would wait for ever */
+	if (!o->no_failover && !failover) {
+		fprintf(stderr,
+			"shmfs: warning: no failover: -s on a kernel "
+			"without FUSE_NOTIFY_RESEND (before Linux 6.9)\n");
+		err = -ENOTSUP;
+	}
+	if (!o->no_failover && dev && !err &&
+	    (err = holder_start(dev, devfd, argv, self_exe)))
 		fprintf(stderr,
 			"shmfs: warning: no holder (%s): the daemon's "
 			"death will end the mount\n",
@@ -463,11 +475,12 @@ static pid_t serving_extras(dev_t dev, int devfd, const struct options *o,
  */
 static void let_go_unused(const struct holder_handoff *h)
 {
-	int *fds = calloc((size_t)h->nkept + 1, sizeof(int)), n, i, j;
+	int n = seg_fds(NULL, 0), *fds = calloc((size_t)n + 1, sizeof(int));
+	int i, j;
 
 	if (!fds)
 		return;
-	n = seg_fds(fds, h->nkept + 1);
+	n = seg_fds(fds, n);
 	for (i = 0; i < h->nkept; i++) {
 		int num = h->kept[i];
 
@@ -479,13 +492,20 @@ static void let_go_unused(const struct holder_handoff *h)
 		}
 	}
 	for (j = 0; j < n; j++) {
+		int err;
+
 		for (i = 0; i < h->nkept && h->kept[i] != fds[j]; i++)
 			;
-		if (i == h->nkept)
+		if (i < h->nkept)
+			continue;
+		err = seg_fd_lost(fds[j]);
+		if (err)
 			fprintf(stderr,
-				"shmfs: the table names descriptor %d, which "
-				"the holder did not keep\n",
-				fds[j]);
+				"shmfs: the holder did not keep descriptor "
+				"%d: %s\n",
+				fds[j],
+				err == -EBADF ? "the arena is lost"
+					      : "a segment's memory is lost");
 	}
 	free(fds);
 }
@@ -588,8 +608,9 @@ static int mount_and_serve(struct fuse_args *args, const struct options *o,
 	mount_extras(cl, &dev);
 	if (fuse_daemonize(cl->foreground) != 0)
 		goto out_unmount;
-	holder = serving_extras(dev, fuse_session_fd(se), o, argv);
 	probe_resend(fuse_session_fd(se));
+	holder = serving_extras(dev, fuse_session_fd(se), o, argv,
+				resend_works || !cl->singlethread);
 	handover_signal();
 	if (ops_start(se, o->verbose || cl->debug, pubtab_path(), holder) != 0)
 		goto out_unmount;
@@ -716,6 +737,8 @@ int main(int argc, char *argv[])
 
 	if (argc == 3 && !strcmp(argv[1], "--upgrade"))
 		return holder_upgrade(argv[2]);
+	if (strchr(argv[0], '/'))
+		self_exe = realpath(argv[0], NULL);
 	killpoint_init();
 	if (adopting) {
 		ret = holder_adopt(argv[1] + strlen(HOLDER_ADOPT_OPT), &h);
@@ -755,5 +778,6 @@ int main(int argc, char *argv[])
 	fuse_opt_free_args(&args);
 	free(h.init);
 	free(h.kept);
+	free(self_exe);
 	return ret < 0 ? 0 : ret;
 }

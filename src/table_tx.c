@@ -33,7 +33,7 @@
 #include "seg_impl.h"
 
 /* Room for the table; only what is touched costs memory. */
-#define HEAP_RESERVE (8ULL << 30)
+#define HEAP_RESERVE (1ULL << 30)
 #define REQ_RESEND (1ULL << 63)
 
 struct seg_table *seg_T;

@@ -450,3 +450,19 @@ def test_successors_publish_the_table_clients_read_without_asking(shmfs):
     finally:
         p.stdin.close()
         p.wait(timeout=20)
+
+
+def test_single_thread_without_resend_has_no_holder(shmfs_factory,
+                                                     monkeypatch):
+    """-s reads every request through the one descriptor the holder would
+    keep: on a kernel that cannot resend, a dead server's request would
+    wait for ever, so the daemon says so and runs without a holder (its
+    reaper only), rather than leave a caller hanging."""
+    monkeypatch.setenv("SHMFS_TEST_NO_RESEND", "1")
+    m = shmfs_factory(["-s"])
+    m.allow_stderr(r"no failover: -s on a kernel without")
+    assert m.holder_pid == 0
+    assert "no failover: -s on a kernel without FUSE_NOTIFY_RESEND" in \
+        m.stderr_text()
+    c = m.client()
+    assert c.shmget(KEY, PAGE, IPC_CREAT | 0o600) >= 0

@@ -319,9 +319,9 @@ def test_postgres_serves_across_daemon_kills_and_an_upgrade(
     import threading
     import time
     m = shmfs_factory(["-o", "verbose"])
-    m.expect_exit = -signal.SIGKILL
     pg = pg_factory(m.root, m.build)
     pg.start()
+    m.expect_exit = -signal.SIGKILL  # the first kill is of the first server
     key, shmid = pg.shm
     pg.pgbench("-i", "-q", "-s", "1")
     out = {}
