@@ -1304,6 +1304,7 @@ void pheap_stats(struct pheap_stats *st)
 	st->aborts = ph.aborts;
 	st->rollbacks = ph.rollbacks;
 	st->rollback_pages = ph.rollback_pages;
+	st->hot = (uint64_t)ph.nhot;
 }
 
 void pheap_set_rollback_hook(void (*hook)(uint64_t done, uint64_t total))

@@ -207,6 +207,7 @@ struct pheap_stats {
 	uint64_t aborts; /* ptx_abort */
 	uint64_t rollbacks; /* transactions rolled back at adopt */
 	uint64_t rollback_pages; /* pages they restored */
+	uint64_t hot; /* pages kept writable now (pheap_set_hot) */
 };
 void pheap_stats(struct pheap_stats *st);
 

@@ -857,5 +857,6 @@ void seg_get_stats(struct seg_stats *st)
 		st->heap_bytes = ph.in_use;
 		st->tx_commits = ph.commits;
 		st->tx_pages = ph.faults;
+		st->hot_pages = ph.hot;
 	}
 }

@@ -289,6 +289,7 @@ struct seg_stats {
 	uint64_t heap_bytes; /* the persistent heap's bytes in use */
 	uint64_t tx_commits; /* transactions that changed the table */
 	uint64_t tx_pages; /* pages they dirtied (write faults) */
+	uint64_t hot_pages; /* heap pages kept writable (copied per tx) */
 };
 void seg_get_stats(struct seg_stats *s);
 
