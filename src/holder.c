@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -48,10 +47,10 @@
 #include <unistd.h>
 
 #include "holder.h"
+#include "reaper.h"
 #include "seg.h"
 #include "takeover.h"
 
-#define FUSECTL "/sys/fs/fuse/connections"
 #define TICK_MS 50
 /* A main thread gone this long with threads left: they wait in the
  * kernel and will never run our code again. */
@@ -144,6 +143,35 @@ static ssize_t msg_recv(int sock, struct hmsg *m, void *data, size_t cap,
 	}
 	free(buf);
 	return n;
+}
+
+/* A socket pair and a fork: the child's pid (0 in the child), or
+ * -errno with nothing left open. */
+static pid_t fork_paired(int sv[2])
+{
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int err = -errno;
+
+		close(sv[0]);
+		close(sv[1]);
+		return err;
+	}
+	return pid;
+}
+
+/* A server's end of its socket to the holder: room for the messages of
+ * many requests between two of the holder's ticks (holder_main). */
+static void big_sndbuf(int sock)
+{
+	int buf = 4 << 20;
+
+	if (setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf)) < 0)
+		setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 }
 
 static int64_t now_ms(void)
@@ -384,32 +412,6 @@ static bool server_messages(void)
 	return true;
 }
 
-/* Threads of a process: 0 when it is gone, -1 when unknown; and
- * whether its main thread is gone (a zombie leader). */
-static int threads_of(pid_t pid, bool *leader_gone)
-{
-	char path[64], buf[2048];
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	*leader_gone = true;
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? 0 : -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	p = strstr(buf, "\nState:");
-	*leader_gone = p && (strstr(p, "\nState:\tZ") == p ||
-			     strstr(p, "\nState:\tX") == p);
-	p = strstr(buf, "\nThreads:");
-	return p ? atoi(p + strlen("\nThreads:")) : -1;
-}
-
 static bool connection_gone(void)
 {
 	struct pollfd p = { .fd = H.dev, .events = 0 };
@@ -417,24 +419,9 @@ static bool connection_gone(void)
 	return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP));
 }
 
-static int abort_connection(void)
-{
-	int fd, err = 0;
-
-	if (H.conn_dir < 0)
-		return -ENOENT;
-	fd = openat(H.conn_dir, "abort", O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, "1", 1) != 1)
-		err = -errno;
-	close(fd);
-	return err;
-}
-
 static void give_up(const char *why)
 {
-	int err = abort_connection();
+	int err = H.conn_dir < 0 ? -ENOENT : fusectl_abort(H.conn_dir);
 
 	say("shmfs-holder: %s; %s the connection %u:%u: its clients get "
 	    "ENOTCONN",
@@ -483,16 +470,9 @@ static int spawn(int exe)
 
 	if (!H.init)
 		return -ENOMSG; /* no INIT yet: nobody to succeed */
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		int err = -errno;
-
-		close(sv[0]);
-		close(sv[1]);
-		return err;
-	}
+	pid = fork_paired(sv);
+	if (pid < 0)
+		return pid;
 	if (pid == 0) {
 		char **argv;
 		extern char **environ;
@@ -609,7 +589,7 @@ static bool server_dead(bool hup)
 
 	if (hup)
 		return true;
-	n = threads_of(H.server, &leader_gone);
+	n = proc_threads(H.server, &leader_gone);
 	if (n == 0)
 		return true;
 	if (!leader_gone)
@@ -783,20 +763,6 @@ static void listen_upgrades(void)
 	}
 }
 
-static int connection_dir(dev_t dev)
-{
-	char path[96];
-	int fd;
-
-	if (mount("fusectl", FUSECTL, "fusectl", 0, NULL) != 0 &&
-	    errno != EBUSY)
-		return -errno;
-	snprintf(path, sizeof(path), FUSECTL "/%u",
-		 (unsigned)((major(dev) << 20) | minor(dev)));
-	fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
-}
-
 static void holder_main(void)
 {
 	for (;;) {
@@ -841,24 +807,12 @@ int holder_start(dev_t dev, int devfd, char *const argv[], const char *exe)
 	int sv[2], i, n;
 	pid_t server = getpid(), pid;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0) {
-		int err = -errno;
-
-		close(sv[0]);
-		close(sv[1]);
-		return err;
-	}
+	pid = fork_paired(sv);
+	if (pid < 0)
+		return pid;
 	if (pid > 0) {
-		int buf = 4 << 20; /* many messages between two ticks */
-
 		close(sv[1]);
-		if (setsockopt(sv[0], SOL_SOCKET, SO_SNDBUFFORCE, &buf,
-			       sizeof(buf)) < 0)
-			setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &buf,
-				   sizeof(buf));
+		big_sndbuf(sv[0]);
 		hsock = sv[0];
 		hpid = pid;
 		/* what the table holds already, and the connection */
@@ -893,7 +847,7 @@ int holder_start(dev_t dev, int devfd, char *const argv[], const char *exe)
 	H.sock = sv[1];
 	H.server = server;
 	H.conn = dev;
-	H.conn_dir = connection_dir(dev);
+	H.conn_dir = fusectl_dir(dev);
 	H.dev = fcntl(devfd, F_DUPFD_CLOEXEC, 3);
 	close(devfd);
 	H.argv = (char **)argv;
@@ -957,14 +911,7 @@ int holder_adopt(const char *arg, struct holder_handoff *h)
 	}
 	for (n = 0; n < h->nkept; n++)
 		fcntl(h->kept[n], F_SETFD, FD_CLOEXEC);
-	{
-		int buf = 4 << 20; /* as the first server's (holder_start) */
-
-		if (setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &buf,
-			       sizeof(buf)) < 0)
-			setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &buf,
-				   sizeof(buf));
-	}
+	big_sndbuf(sock);
 	hsock = sock;
 	hpid = holder;
 	return 0;

@@ -36,14 +36,15 @@
 #define FUSECTL "/sys/fs/fuse/connections"
 #define GRACE_MS 500
 
-/* Threads of a process: 0 when it is gone, -1 when unknown. */
-static int threads_of(pid_t pid)
+int proc_threads(pid_t pid, bool *leader_gone)
 {
 	char path[64], buf[2048];
 	const char *p;
 	ssize_t n;
 	int fd;
 
+	if (leader_gone)
+		*leader_gone = true;
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -53,6 +54,10 @@ static int threads_of(pid_t pid)
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
+	p = strstr(buf, "\nState:");
+	if (leader_gone)
+		*leader_gone = p && (strstr(p, "\nState:\tZ") == p ||
+				     strstr(p, "\nState:\tX") == p);
 	p = strstr(buf, "\nThreads:");
 	return p ? atoi(p + strlen("\nThreads:")) : -1;
 }
@@ -65,8 +70,7 @@ static void sleep_ms(long ms)
 		;
 }
 
-/* The fusectl directory of the connection whose superblock is dev. */
-static int connection_dir(dev_t dev)
+int fusectl_dir(dev_t dev)
 {
 	char path[96];
 	int fd;
@@ -82,8 +86,7 @@ static int connection_dir(dev_t dev)
 	return fd < 0 ? -errno : fd;
 }
 
-/* fusectl's abort; -ENOENT when the connection is gone already. */
-static int abort_connection(int dir)
+int fusectl_abort(int dir)
 {
 	int fd, err = 0;
 
@@ -100,7 +103,7 @@ static int abort_connection(int dir)
 
 static void reaper_main(pid_t daemon, dev_t dev)
 {
-	int dir = connection_dir(dev), waited, n;
+	int dir = fusectl_dir(dev), waited, n;
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -119,12 +122,12 @@ static void reaper_main(pid_t daemon, dev_t dev)
 			;
 	/* the main thread is gone; the others normally follow at once */
 	for (waited = 0; waited < GRACE_MS; waited += 10) {
-		n = threads_of(daemon);
+		n = proc_threads(daemon, NULL);
 		if (n == 0 || n == 1)
 			_exit(0); /* its descriptors are closed or closing */
 		sleep_ms(10);
 	}
-	n = abort_connection(dir);
+	n = fusectl_abort(dir);
 	if (n == -ENOENT)
 		_exit(0); /* the connection went meanwhile */
 	fprintf(stderr,
