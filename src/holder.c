@@ -640,19 +640,26 @@ static bool drain(void)
 	return true;
 }
 
-/* The server is gone: its successor, or the end. */
-static void succeed(void)
+/* The dead server's last messages, its socket closed; the end if the
+ * mount went with it (the server's end was then ours too). */
+static void server_gone(void)
 {
-	bool upgrading = H.new_exe >= 0 && !H.trying;
-	int err;
-
 	drain();
 	if (H.sock >= 0)
 		close(H.sock);
 	H.sock = -1;
 	reap_children();
 	if (connection_gone())
-		_exit(0); /* unmounted: the server's end was ours too */
+		_exit(0);
+}
+
+/* The server is gone: its successor, or the end. */
+static void succeed(void)
+{
+	bool upgrading = H.new_exe >= 0 && !H.trying;
+	int err;
+
+	server_gone();
 	if (!upgrading) {
 		if (!H.ready && H.started_ms)
 			say("shmfs-holder: server %d died before serving",
@@ -683,13 +690,7 @@ static void upgrade_failed(void)
 	close(H.new_exe);
 	H.new_exe = -1;
 	H.trying = false;
-	drain();
-	if (H.sock >= 0)
-		close(H.sock);
-	H.sock = -1;
-	reap_children();
-	if (connection_gone())
-		_exit(0);
+	server_gone();
 	if (spawn(H.exe))
 		give_up("cannot start a new server");
 }
