@@ -466,3 +466,36 @@ def test_single_thread_without_resend_has_no_holder(shmfs_factory,
         m.stderr_text()
     c = m.client()
     assert c.shmget(KEY, PAGE, IPC_CREAT | 0o600) >= 0
+
+
+STRANGER_SET = r"""
+import errno, os, sys
+try:
+    os.setxattr(sys.argv[1], "user.shmfs.killpoint", b"commit")
+    print("armed")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+"""
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_a_stranger_cannot_arm_a_kill_point(shmfs_factory, monkeypatch,
+                                            enabled):
+    """The fault injection is root's, and only with the daemon started
+    with SHMFS_TEST_KILLPOINTS=1: a stranger's setxattr is refused either
+    way (ENOTSUP without it, as any user.shmfs.* name; EPERM with it), and
+    the server's next change does not kill it.  Without the variable root
+    is refused too."""
+    from conftest import run_as_user
+    if enabled:
+        monkeypatch.setenv("SHMFS_TEST_KILLPOINTS", "1")
+    m = shmfs_factory()
+    r = run_as_user([sys.executable, "-c", STRANGER_SET, m.root], uid=4242,
+                    gid=4242)
+    assert r.stdout.strip() == ("EPERM" if enabled else "ENOTSUP"), r
+    if not enabled:
+        assert catch(arm, m, "commit") == "ENOTSUP"
+    old = m.server_pid()
+    c = m.client()
+    assert c.shmget(KEY, PAGE, IPC_CREAT | 0o600) >= 0
+    assert m.server_pid() == old
