@@ -260,12 +260,18 @@ def test_postgres_mmap_interlock_and_sysv_dsm(vmount, pg_factory, tmp_path):
     # statistics' first dynamic area, made by the startup process), with
     # keys of their own: all of the server's
     assert len(segs) >= 2, segs
+    # dsm_impl_sysv makes a segment with shmget and then attaches it: one
+    # caught between the two reads nattch 0 for a moment
     with shmfs_client.Client(m.root) as c:
         for k, ids in segs.items():
             for i in ids:
-                ds = c.stat(int(i))
-                assert ds["uid"] == pg.user.pw_uid and ds["mode"] & 0o777 \
-                    == 0o600 and ds["nattch"] > 0, (k, ds)
+                seen = {}
+
+                def owned_and_attached():
+                    ds = seen["ds"] = c.stat(int(i))
+                    return ds["uid"] == pg.user.pw_uid and \
+                        ds["mode"] & 0o777 == 0o600 and ds["nattch"] > 0
+                assert until(owned_and_attached, 10), (k, seen)
     assert_nattch_is_the_servers(m, pg)
     assert_not_on_the_kernel(pg, kernel_before)
 
