@@ -99,12 +99,11 @@ static void fork_unlink(struct fork_pending *fp)
 
 static struct fork_pending *fork_find(uint64_t token)
 {
-	struct fork_pending *fp;
+	struct fork_pending *fp = T.forks;
 
-	for (fp = T.forks; fp; fp = fp->next)
-		if (fp->token == token)
-			return fp;
-	return NULL;
+	while (fp && fp->token != token)
+		fp = fp->next;
+	return fp;
 }
 
 /* One detach: as shm_close on Linux. */

@@ -160,6 +160,19 @@ static void pubtab_sweep(const char *dir)
 	closedir(d);
 }
 
+/* Map the table file and close it: the map, or NULL with errno set (the
+ * file closed all the same). */
+static struct shmfs_table *map_and_close(int fd)
+{
+	void *map = mmap(NULL, sizeof(struct shmfs_table),
+			 PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	int err = errno;
+
+	close(fd);
+	errno = err;
+	return map == MAP_FAILED ? NULL : map;
+}
+
 int pubtab_open(const char *dir, pid_t owner)
 {
 	size_t size = sizeof(struct shmfs_table);
@@ -180,14 +193,14 @@ int pubtab_open(const char *dir, pid_t owner)
 	/* O_CREAT honours the umask; readers need the read bits. */
 	if (fchmod(fd, 0444) < 0 || ftruncate(fd, (off_t)size) < 0) {
 		err = -errno;
+		close(fd);
 		goto fail;
 	}
-	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED) {
+	map = map_and_close(fd);
+	if (!map) {
 		err = -errno;
 		goto fail;
 	}
-	close(fd);
 	tab = map;
 	tab->version = SHMFS_TABLE_VERSION;
 	tab->page_size = (uint32_t)sysconf(_SC_PAGESIZE);
@@ -196,7 +209,6 @@ int pubtab_open(const char *dir, pid_t owner)
 	__atomic_store_n(&tab->magic, SHMFS_TABLE_MAGIC, __ATOMIC_RELEASE);
 	return 0;
 fail:
-	close(fd);
 	unlink(tab_path);
 	tab_path[0] = '\0';
 	return err;
@@ -204,38 +216,30 @@ fail:
 
 int pubtab_adopt(const char *dir, pid_t owner)
 {
-	size_t size = sizeof(struct shmfs_table);
-	struct shmfs_table *map;
+	struct shmfs_table *map = NULL;
 	struct stat st;
-	int fd, err;
+	int fd, err = -EPROTO;
 
 	snprintf(tab_path, sizeof(tab_path), "%s/table.%d", dir, (int)owner);
 	fd = open(tab_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		tab_path[0] = '\0';
-		return -errno;
-	}
-	if (fstat(fd, &st) < 0 || (size_t)st.st_size != size) {
-		err = fstat(fd, &st) < 0 ? -errno : -EINVAL;
-		goto fail;
-	}
-	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED) {
 		err = -errno;
-		goto fail;
+	} else if (fstat(fd, &st) < 0) {
+		err = -errno;
+		close(fd);
+	} else if ((size_t)st.st_size != sizeof(*map)) {
+		err = -EINVAL;
+		close(fd);
+	} else if (!(map = map_and_close(fd))) {
+		err = -errno;
+	} else if (map->magic == SHMFS_TABLE_MAGIC &&
+		   map->version == SHMFS_TABLE_VERSION &&
+		   map->daemon_pid == (int32_t)owner) {
+		tab = map;
+		return 0;
+	} else {
+		munmap(map, sizeof(*map));
 	}
-	close(fd);
-	if (map->magic != SHMFS_TABLE_MAGIC ||
-	    map->version != SHMFS_TABLE_VERSION ||
-	    map->daemon_pid != (int32_t)owner) {
-		munmap(map, size);
-		tab_path[0] = '\0';
-		return -EPROTO;
-	}
-	tab = map;
-	return 0;
-fail:
-	close(fd);
 	tab_path[0] = '\0';
 	return err;
 }
