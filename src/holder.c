@@ -26,6 +26,9 @@
  * keep dying, end the connection as a server's death did before the
  * holder: clients get ENOTCONN.  If the holder itself dies, the server
  * goes on serving, and its death then ends the connection.
+ *
+ * The other ends of its sockets: the server's (holder_client.c) and
+ * `shmfs --upgrade` (holder_upgrade.c); the messages: holder_msg.c.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,18 +41,16 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <sys/wait.h>
-#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "holder.h"
+#include "holder_impl.h"
 #include "reaper.h"
 #include "seg.h"
-#include "takeover.h"
 
 #define TICK_MS 50
 /* A main thread gone this long with threads left: they wait in the
@@ -64,86 +65,11 @@
 #define READY_TIMEOUT_MS 10000
 #define UPGRADE_TIMEOUT_MS 30000
 
-enum hmsg_type {
-	H_KEEP = 1, /* server: keep this descriptor (a: role) */
-	H_DROP, /* server: descriptor num is let go */
-	H_INIT, /* server: FUSE_INIT's bytes follow */
-	H_READY, /* successor: serving */
-	H_KEPT, /* holder to successor: the numbers kept follow */
-	H_QUERY, /* upgrader: may I (a: my table format)? */
-	H_INFO, /* holder: a: the table's format, b: server pid */
-	H_GO, /* upgrader: start the binary whose descriptor comes */
-	H_DONE, /* holder: a: 0 or errno, b: new pid, c: pause in us */
-};
-
-enum keep_role { ROLE_FD, ROLE_DEV, ROLE_HEAP };
-
-struct hmsg {
-	uint32_t type;
-	int32_t num;
-	uint64_t a, b, c;
-};
-
-/* The largest message: INIT's bytes, or a piece of the numbers kept. */
-#define KEPT_PIECE 16384
-#define HMSG_MAX (sizeof(struct hmsg) + KEPT_PIECE * sizeof(int))
-
 struct kept {
 	int num; /* the server's number */
 	int fd; /* ours */
 	enum keep_role role;
 };
-
-/* ---- both sides: messages (takeover.c carries them) ---- */
-
-/* One message: the header, then len bytes of data; a descriptor with it
- * when fd >= 0. */
-static int msg_send(int sock, const struct hmsg *m, const void *data,
-		    size_t len, int fd)
-{
-	char small[sizeof(*m) + 256], *buf = small;
-	int err;
-
-	if (len > HMSG_MAX - sizeof(*m))
-		return -EMSGSIZE;
-	if (len > sizeof(small) - sizeof(*m) && !(buf = malloc(HMSG_MAX)))
-		return -ENOMEM;
-	memcpy(buf, m, sizeof(*m));
-	if (len)
-		memcpy(buf + sizeof(*m), data, len);
-	err = takeover_send(sock, fd, buf, sizeof(*m) + len);
-	if (buf != small)
-		free(buf);
-	return err;
-}
-
-/* One message: its length (0 at the peer's end, -errno), its data past
- * the header in data (up to cap bytes), a descriptor (close-on-exec) in
- * *fd or -1. */
-static ssize_t msg_recv(int sock, struct hmsg *m, void *data, size_t cap,
-			int *fd)
-{
-	char *buf = malloc(HMSG_MAX);
-	ssize_t n;
-
-	*fd = -1;
-	if (!buf)
-		return -ENOMEM;
-	n = takeover_recv(sock, fd, buf, HMSG_MAX);
-	if (n > 0 && ((size_t)n < sizeof(*m) || (size_t)n - sizeof(*m) > cap)) {
-		if (*fd >= 0)
-			close(*fd);
-		*fd = -1;
-		n = -EPROTO;
-	}
-	if (n > 0) {
-		memcpy(m, buf, sizeof(*m));
-		if ((size_t)n > sizeof(*m))
-			memcpy(data, buf + sizeof(*m), (size_t)n - sizeof(*m));
-	}
-	free(buf);
-	return n;
-}
 
 /* A socket pair and a fork: the child's pid (0 in the child), or
  * -errno with nothing left open. */
@@ -164,16 +90,6 @@ static pid_t fork_paired(int sv[2])
 	return pid;
 }
 
-/* A server's end of its socket to the holder: room for the messages of
- * many requests between two of the holder's ticks (holder_main). */
-static void big_sndbuf(int sock)
-{
-	int buf = 4 << 20;
-
-	if (setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf)) < 0)
-		setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-}
-
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -188,66 +104,6 @@ static int64_t now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void abstract_name(struct sockaddr_un *a, socklen_t *len, pid_t pid)
-{
-	memset(a, 0, sizeof(*a));
-	a->sun_family = AF_UNIX;
-	*len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-			   (size_t)snprintf(a->sun_path + 1,
-					    sizeof(a->sun_path) - 1,
-					    "shmfs-holder.%d", (int)pid));
-}
-
-/* ---- the server's side ---- */
-
-static int hsock = -1;
-static pid_t hpid;
-
-static void keep_role(int fd, enum keep_role role)
-{
-	struct hmsg m = { .type = H_KEEP, .num = fd, .a = role };
-
-	if (hsock >= 0 && fd >= 0)
-		msg_send(hsock, &m, NULL, 0, fd);
-}
-
-void holder_keep(int fd)
-{
-	keep_role(fd, ROLE_FD);
-}
-
-void holder_drop(int fd)
-{
-	struct hmsg m = { .type = H_DROP, .num = fd };
-
-	if (hsock >= 0 && fd >= 0)
-		msg_send(hsock, &m, NULL, 0, -1);
-}
-
-void holder_note_init(const void *buf, size_t len)
-{
-	static bool sent;
-	struct hmsg m = { .type = H_INIT };
-
-	if (hsock < 0 || sent || len > 65536)
-		return;
-	sent = true;
-	msg_send(hsock, &m, buf, len, -1);
-}
-
-void holder_ready(void)
-{
-	struct hmsg m = { .type = H_READY, .num = (int32_t)getpid() };
-
-	if (hsock >= 0)
-		msg_send(hsock, &m, NULL, 0, -1);
-}
-
-pid_t holder_pid(void)
-{
-	return hpid;
 }
 
 /* ---- the holder ---- */
@@ -805,7 +661,7 @@ static void holder_main(void)
 
 int holder_start(dev_t dev, int devfd, char *const argv[], const char *exe)
 {
-	int sv[2], i, n;
+	int sv[2];
 	pid_t server = getpid(), pid;
 
 	pid = fork_paired(sv);
@@ -813,19 +669,7 @@ int holder_start(dev_t dev, int devfd, char *const argv[], const char *exe)
 		return pid;
 	if (pid > 0) {
 		close(sv[1]);
-		big_sndbuf(sv[0]);
-		hsock = sv[0];
-		hpid = pid;
-		/* what the table holds already, and the connection */
-		keep_role(devfd, ROLE_DEV);
-		keep_role(seg_heap_fd(), ROLE_HEAP);
-		{
-			int fds[4096];
-
-			n = seg_fds(fds, 4096);
-			for (i = 0; i < n && i < 4096; i++)
-				holder_keep(fds[i]);
-		}
+		holder_client_start(sv[0], pid, devfd);
 		return 0;
 	}
 	close(sv[0]);
@@ -857,145 +701,4 @@ int holder_start(dev_t dev, int devfd, char *const argv[], const char *exe)
 	listen_upgrades();
 	holder_main();
 	_exit(0);
-}
-
-/* ---- a successor's side ---- */
-
-int holder_adopt(const char *arg, struct holder_handoff *h)
-{
-	static char buf[HMSG_MAX];
-	int dev, heap, sock, holder, got = 0;
-	struct hmsg m;
-	ssize_t n;
-	int fd;
-
-	memset(h, 0, sizeof(*h));
-	if (sscanf(arg, "%d,%d,%d,%d", &dev, &heap, &sock, &holder) != 4 ||
-	    dev < 0 || heap < 0 || sock < 0 || holder <= 0)
-		return -EINVAL;
-	/* what we were handed must not reach a program we start */
-	fcntl(dev, F_SETFD, FD_CLOEXEC);
-	fcntl(heap, F_SETFD, FD_CLOEXEC);
-	fcntl(sock, F_SETFD, FD_CLOEXEC);
-	h->dev = dev;
-	h->heap = heap;
-	h->sock = sock;
-	h->holder = holder;
-	while (got != 3) {
-		n = msg_recv(sock, &m, buf, sizeof(buf), &fd);
-		if (fd >= 0)
-			close(fd);
-		if (n <= 0)
-			return n ? (int)n : -ECONNRESET;
-		n -= (ssize_t)sizeof(m);
-		if (m.type == H_INIT && !(got & 1)) {
-			h->init = malloc((size_t)n);
-			if (!h->init)
-				return -ENOMEM;
-			memcpy(h->init, buf, (size_t)n);
-			h->init_len = (size_t)n;
-			got |= 1;
-		} else if (m.type == H_KEPT && !(got & 2)) {
-			int more = (int)((size_t)n / sizeof(int));
-			int *k = realloc(h->kept,
-					 ((size_t)h->nkept + (size_t)more + 1) *
-						 sizeof(int));
-
-			if (!k)
-				return -ENOMEM;
-			h->kept = k;
-			memcpy(h->kept + h->nkept, buf, (size_t)n);
-			h->nkept += more;
-			if (m.a)
-				got |= 2;
-		}
-	}
-	for (n = 0; n < h->nkept; n++)
-		fcntl(h->kept[n], F_SETFD, FD_CLOEXEC);
-	big_sndbuf(sock);
-	hsock = sock;
-	hpid = holder;
-	return 0;
-}
-
-/* ---- shmfs --upgrade ---- */
-
-int holder_upgrade(const char *mountpoint)
-{
-	struct sockaddr_un a;
-	struct hmsg m = { .type = H_QUERY, .a = SEG_TABLE_FORMAT };
-	char val[32];
-	socklen_t len;
-	ssize_t n;
-	pid_t pid;
-	int sock, exe, fd;
-
-	n = getxattr(mountpoint, "user.shmfs.holder_pid", val, sizeof(val) - 1);
-	if (n <= 0) {
-		fprintf(stderr,
-			"shmfs: cannot upgrade %s: %s (is it a shmfs mount "
-			"with a holder?)\n",
-			mountpoint, n < 0 ? strerror(errno) : "no holder");
-		return 1;
-	}
-	val[n] = '\0';
-	pid = (pid_t)atoi(val);
-	if (pid <= 0) {
-		fprintf(stderr,
-			"shmfs: cannot upgrade %s: it has no holder "
-			"(mounted with -o no_failover?)\n",
-			mountpoint);
-		return 1;
-	}
-	sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	abstract_name(&a, &len, pid);
-	if (sock < 0 || connect(sock, (struct sockaddr *)&a, len) < 0) {
-		fprintf(stderr, "shmfs: cannot upgrade %s: holder %d: %s\n",
-			mountpoint, (int)pid, strerror(errno));
-		return 1;
-	}
-	if (msg_send(sock, &m, NULL, 0, -1) ||
-	    msg_recv(sock, &m, NULL, 0, &fd) <= 0 || m.type != H_INFO) {
-		fprintf(stderr,
-			"shmfs: cannot upgrade %s: holder %d does not answer "
-			"(only root may upgrade)\n",
-			mountpoint, (int)pid);
-		return 1;
-	}
-	if (m.a != SEG_TABLE_FORMAT) {
-		fprintf(stderr,
-			"shmfs: cannot upgrade %s: its table is of format "
-			"%#llx, this binary's is %#llx; the running server "
-			"(pid %d) goes on\n",
-			mountpoint, (unsigned long long)m.a,
-			(unsigned long long)SEG_TABLE_FORMAT, (int)m.b);
-		return 1;
-	}
-	exe = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
-	m = (struct hmsg){ .type = H_GO };
-	if (exe < 0 || msg_send(sock, &m, NULL, 0, exe)) {
-		fprintf(stderr, "shmfs: cannot upgrade %s: %s\n", mountpoint,
-			strerror(errno));
-		return 1;
-	}
-	close(exe);
-	n = msg_recv(sock, &m, NULL, 0, &fd);
-	if (n <= 0 || m.type != H_DONE) {
-		fprintf(stderr,
-			"shmfs: upgrade of %s: no word from holder %d\n",
-			mountpoint, (int)pid);
-		return 1;
-	}
-	if (m.a) {
-		fprintf(stderr,
-			"shmfs: cannot upgrade %s: %s; the previous binary "
-			"serves\n",
-			mountpoint,
-			m.a == EAGAIN ? "the server is not serving yet"
-				      : "the new server did not start");
-		return 1;
-	}
-	printf("shmfs: %s is served by pid %d (paused %.1f ms)\n", mountpoint,
-	       (int)m.b, (double)m.c / 1000.0);
-	return 0;
 }
