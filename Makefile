@@ -35,10 +35,11 @@ DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
 	src/status.c src/perm.c src/sysinfo.c \
 	src/pubtab.c src/names.c src/passthrough.c src/reaper.c \
 	src/holder.c src/holder_msg.c src/holder_client.c src/holder_upgrade.c \
-	src/takeover.c src/table_tx.c src/files.c src/pheap.c src/killpoint.c
+	src/takeover.c src/table_tx.c src/files.c src/pheap.c \
+	src/pheap_alloc.c src/pheap_reply.c src/killpoint.c
 CORE_SRC := src/seg.c src/attach.c src/segmem.c src/status.c src/perm.c \
-	src/table_tx.c src/files.c src/pheap.c src/killpoint.c \
-	src/names.c
+	src/table_tx.c src/files.c src/pheap.c src/pheap_alloc.c \
+	src/pheap_reply.c src/killpoint.c src/names.c
 LIB_SRC := lib/conn.c lib/table.c lib/attachments.c lib/fork.c lib/shm.c
 PRELOAD_SRC := $(LIB_SRC) lib/preload.c
 # the library compiles ipcperm (src/perm.c) into itself; it exports the

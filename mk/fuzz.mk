@@ -13,8 +13,8 @@ FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_SRC_names := src/names.c
 FUZZ_SRC_ctl := src/seg.c src/attach.c src/segmem.c src/status.c src/perm.c \
-	src/table_tx.c src/files.c src/pheap.c src/killpoint.c \
-	src/names.c
+	src/table_tx.c src/files.c src/pheap.c src/pheap_alloc.c \
+	src/pheap_reply.c src/killpoint.c src/names.c
 FUZZ_LEN_names := 300
 FUZZ_LEN_ctl := 4096
 # Bugs of src/ not fixed yet, by name (see tolerated() in fuzz_ctl.c):

@@ -1,5 +1,5 @@
 /*
- * Unit tests of the persistent heap (src/pheap.c): the allocator,
+ * Unit tests of the persistent heap (src/pheap*.c): the allocator,
  * transactions that commit, abort, or die half-way (a child SIGKILLed in
  * the middle; an adopter killed while it rolls back), reply records,
  * adoption refused, and the stores that must crash the process.  The
