@@ -359,6 +359,10 @@ class PgServer:
         if stop_children:
             for p in children:
                 _signal(p, signal.SIGSTOP)
+            # A child already exiting (a backend whose client has just
+            # gone) does not stop: it ends, and its attach with it.  Only
+            # the children that did stop stay attached.
+            children = [p for p in children if _stopped(p)]
         _signal(self.pid, sig)
         if sig == signal.SIGKILL:
             if self.proc.pid == self.pid:
@@ -478,6 +482,31 @@ def _signal(pid, sig):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def _state(pid):
+    """The state letter of /proc/PID/stat, or None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _stopped(pid, timeout=10.0):
+    """Wait until a process sent SIGSTOP has stopped (True) or ended
+    instead (False): one in the middle of exiting never stops."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _state(pid)
+        if state in ("T", "t"):
+            return True
+        if state in (None, "Z", "X"):
+            return False
+        if time.monotonic() > deadline:
+            raise AssertionError("pid %d neither stopped nor ended (%s)"
+                                 % (pid, state))
+        time.sleep(0.005)
 
 
 def _wait_exit(pid, timeout=10.0):
