@@ -359,9 +359,10 @@ class PgServer:
         if stop_children:
             for p in children:
                 _signal(p, signal.SIGSTOP)
-            # A child already exiting (a backend whose client has just
-            # gone) does not stop: it ends, and its attach with it.  Only
-            # the children that did stop stay attached.
+            # Wait until each has stopped or ended: a child already
+            # exiting (a backend whose client has just gone) never stops.
+            # A stopped one may still have detached first; callers that
+            # count attaches look at its mappings.
             children = [p for p in children if _stopped(p)]
         _signal(self.pid, sig)
         if sig == signal.SIGKILL:
