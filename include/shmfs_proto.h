@@ -41,7 +41,7 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 
-#define SHMFS_PROTO_VERSION 2
+#define SHMFS_PROTO_VERSION 3
 
 #define SHMFS_CTL_NAME ".ctl"
 #define SHMFS_ID_DIR ".id"
@@ -65,6 +65,10 @@ struct shmfs_hello {
 	/* out: the daemon's pid; a client trusts only the published
 	 * table whose daemon_pid this is (see below) */
 	int32_t daemon_pid;
+	/* out: the caller's session on this descriptor (0: none yet) and
+	 * its generation, as the published table's sessions[sid] shows */
+	uint32_t sid;
+	uint32_t gen;
 	uint32_t pad;
 };
 
@@ -159,19 +163,50 @@ struct shmfs_access {
  * what /proc/sysvipc/shm shows anyone, nothing more.  Readers use the
  * seqlocks: a count that is odd, or that changed while reading, means
  * "read again".  key_seq guards the key chains, each entry's seq guards
- * the entry.  Chains link slot + 1 values; 0 ends a chain.
+ * the entry (its holder chain and base included).  Chains link slot + 1
+ * (holder + 1) values; 0 ends a chain.
+ *
+ * Version 2 adds what counting in tallies (docs/attach-design.md) needs;
+ * readers may ignore it until then:
+ *   perm_gen     bumped by every IPC_SET, chmod and chown of the shmid:
+ *                a descriptor opened before a change is checked again
+ *   base, base_lpid, base_stamp
+ *                attaches the daemon counts itself (0 so far)
+ *   holders      the first of the sessions holding a record of the
+ *                segment (none so far)
+ *   sessions[sid]  {gen, pid} of a live session, {0, 0} of none; written
+ *                whole, as one 64-bit store
  */
 #define SHMFS_TABLE_MAGIC 0x53484d54u /* "SHMT" */
-#define SHMFS_TABLE_VERSION 1
+#define SHMFS_TABLE_VERSION 2
 #define SHMFS_TABLE_BUCKETS (1u << 16)
+#define SHMFS_TABLE_SESSIONS (1u << 16) /* sid 0 is none */
+#define SHMFS_TABLE_HOLDERS (1u << 20)
 
 struct shmfs_table_entry {
 	uint32_t seq;
 	uint32_t live; /* 1 while the shmid exists */
 	uint32_t key_next; /* next slot + 1 in the key's chain */
-	uint32_t pad;
+	uint32_t perm_gen;
 	struct shmfs_ds ds;
+	uint64_t base;
+	uint64_t base_stamp; /* CLOCK_BOOTTIME ns of base_lpid's call */
+	int32_t base_lpid;
+	uint32_t holders; /* first holder + 1 */
 };
+
+/* One session's record of one segment: tally sid.gen, record rec. */
+struct shmfs_table_holder {
+	uint32_t sid;
+	uint32_t gen;
+	uint32_t rec;
+	uint32_t next; /* holder + 1 */
+};
+
+struct shmfs_table_session {
+	uint32_t gen;
+	int32_t pid; /* the daemon's view of its process */
+} __attribute__((aligned(8)));
 
 struct shmfs_table {
 	uint32_t magic;
@@ -185,6 +220,8 @@ struct shmfs_table {
 	uint32_t key_seq;
 	uint32_t buckets[SHMFS_TABLE_BUCKETS];
 	struct shmfs_table_entry entries[SHMFS_MAX_SLOTS];
+	struct shmfs_table_session sessions[SHMFS_TABLE_SESSIONS];
+	struct shmfs_table_holder holders[SHMFS_TABLE_HOLDERS];
 };
 
 static inline uint32_t shmfs_table_bucket(int32_t key)

@@ -257,12 +257,6 @@ int seg_detach(pid_t tgid, int shmid)
 
 /* ---- sessions ---- */
 
-static unsigned file_bucket(uint64_t file)
-{
-	return (unsigned)((file * 0x9e3779b97f4a7c15ULL) >> 52) &
-	       (SESSION_BUCKETS - 1);
-}
-
 static struct session *session_find(const struct proc *p, uint64_t file)
 {
 	struct session *s;
@@ -285,7 +279,7 @@ static struct session *session_get(pid_t tgid, uint64_t file)
 	s = session_find(p, file);
 	if (s)
 		return s;
-	s = pcalloc(1, sizeof(*s));
+	s = session_new(tgid);
 	if (!s) {
 		proc_drop_if_empty(p);
 		return NULL;
@@ -337,7 +331,7 @@ static bool session_end(struct session *s)
 	for (pp = &T.by_file[file_bucket(file)]; *pp != s; pp = &(*pp)->f_next)
 		;
 	*pp = s->f_next;
-	pfree(s);
+	session_free(s);
 	p->nsessions--;
 	T.nsessions--;
 	for (fp = T.forks; fp; fp = fp->next)
@@ -887,7 +881,7 @@ void attach_fini(void)
 				struct session *s = p->sessions;
 
 				p->sessions = s->p_next;
-				pfree(s);
+				session_free(s);
 			}
 			T.procs[b] = p->next;
 			pfree(p);

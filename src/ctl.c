@@ -24,10 +24,10 @@ static int ctl_hello(struct ctl_req *r, void *io)
 {
 	struct shmfs_hello *h = io;
 
-	(void)r;
 	h->version = SHMFS_PROTO_VERSION;
 	h->page_size = (uint32_t)O.page_size;
 	h->daemon_pid = (int32_t)O.table_pid; /* the published table's too */
+	seg_session_id(r->file, r->c.pid, &h->sid, &h->gen);
 	h->pad = 0;
 	return 0;
 }
@@ -76,8 +76,9 @@ static int ctl_fork_abort(struct ctl_req *r, void *io)
 /* A process that inherited .ctl without the fork protocol. */
 static int ctl_session(struct ctl_req *r, void *io)
 {
-	(void)io;
-	return seg_session_start(r->file, r->c.pid);
+	int err = seg_session_start(r->file, r->c.pid);
+
+	return err ? err : ctl_hello(r, io);
 }
 
 static int ctl_detach(struct ctl_req *r, void *io)

@@ -34,7 +34,7 @@ static void seq_end(uint32_t *seq)
 	__atomic_store_n(seq, *seq + 1, __ATOMIC_RELEASE);
 }
 
-static void pub_set(int slot, const struct shmfs_ds *ds)
+static void pub_set(int slot, const struct shmfs_ds *ds, uint32_t perm_gen)
 {
 	struct shmfs_table_entry *e;
 
@@ -43,6 +43,7 @@ static void pub_set(int slot, const struct shmfs_ds *ds)
 	e = &tab->entries[slot];
 	seq_begin(&e->seq);
 	e->ds = *ds;
+	e->perm_gen = perm_gen;
 	e->live = 1;
 	seq_end(&e->seq);
 }
@@ -60,6 +61,10 @@ static void pub_clear(int slot)
 	seq_begin(&e->seq);
 	e->live = 0;
 	memset(&e->ds, 0, sizeof(e->ds));
+	e->perm_gen = 0;
+	e->base = e->base_stamp = 0;
+	e->base_lpid = 0;
+	e->holders = 0;
 	seq_end(&e->seq);
 }
 
@@ -95,6 +100,14 @@ static void pub_key_del(key_t key, int slot)
 	seq_end(&tab->key_seq);
 }
 
+static void pub_session(uint32_t sid, uint32_t gen, pid_t pid)
+{
+	struct shmfs_table_session v = { .gen = gen, .pid = (int32_t)pid };
+
+	if (tab && sid < SHMFS_TABLE_SESSIONS)
+		__atomic_store(&tab->sessions[sid], &v, __ATOMIC_RELEASE);
+}
+
 /*
  * Forget everything, readers told to wait (key_seq odd, and each entry's
  * seq made even again: a dead server may have left one odd), until
@@ -119,6 +132,9 @@ static void pub_reset(void)
 		if (e->live)
 			pub_clear((int)i);
 	}
+	for (i = 0; i < SHMFS_TABLE_SESSIONS; i++)
+		if (tab->sessions[i].gen)
+			pub_session(i, 0, 0);
 }
 
 static void pub_reset_done(void)
@@ -134,6 +150,7 @@ const struct seg_publisher pubtab_publisher = {
 	.clear = pub_clear,
 	.key_add = pub_key_add,
 	.key_del = pub_key_del,
+	.session = pub_session,
 	.reset = pub_reset,
 	.reset_done = pub_reset_done,
 };

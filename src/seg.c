@@ -192,7 +192,7 @@ struct seg *seg_find_id(int shmid)
 void publish(const struct seg *s)
 {
 	if (Tcfg.pub && !s->freed)
-		Tcfg.pub->set(s->slot, &s->ds);
+		Tcfg.pub->set(s->slot, &s->ds, s->perm_gen);
 }
 
 /* ---- limits ---- */
@@ -377,6 +377,7 @@ void seg_republish(void)
 			Tcfg.pub->key_add(s->ds.key, slot);
 		publish(s);
 	}
+	tally_republish();
 	if (Tcfg.pub->reset_done)
 		Tcfg.pub->reset_done();
 }
@@ -624,6 +625,7 @@ static int seg_ctl_locked(struct perm_cred *c, struct shmfs_ctl *io)
 		s->ds.gid = io->u.ds.gid;
 		s->ds.mode = (s->ds.mode & ~0777u) | (io->u.ds.mode & 0777u);
 		s->ds.ctime = seg_now();
+		s->perm_gen++;
 		publish(s);
 		return 0;
 	case IPC_RMID:
@@ -816,6 +818,7 @@ int seg_setattr(uint64_t serial, struct perm_cred *c, long mode, long uid,
 	if (gid >= 0)
 		s->ds.gid = (uint32_t)gid;
 	s->ds.ctime = seg_now();
+	s->perm_gen++;
 	publish(s);
 	seg_fill_view(s, v);
 	return 0;

@@ -26,10 +26,13 @@ struct seg_limits {
 
 /* Told of every change a client may read without asking (pubtab.c). */
 struct seg_publisher {
-	void (*set)(int slot, const struct shmfs_ds *ds);
+	void (*set)(int slot, const struct shmfs_ds *ds, uint32_t perm_gen);
 	void (*clear)(int slot);
 	void (*key_add)(key_t key, int slot);
 	void (*key_del)(key_t key, int slot);
+	/* A session's sid now names generation gen of process pid (gen 0:
+	 * no session). */
+	void (*session)(uint32_t sid, uint32_t gen, pid_t pid);
 	/* Optional: forget everything, readers told to wait, until
 	 * rebuilt (key_add, set) and done (a successor's republish). */
 	void (*reset)(void);
@@ -238,6 +241,8 @@ int seg_detach(pid_t tgid, int shmid);
 int seg_session_open(uint64_t file, pid_t tgid);
 /* A session for a process that holds file but has none there. */
 int seg_session_start(uint64_t file, pid_t tgid);
+/* The sid and generation of tgid's session on file (0, 0: none). */
+void seg_session_id(uint64_t file, pid_t tgid, uint32_t *sid, uint32_t *gen);
 /* tgid closed file (FLUSH); the file itself is gone (RELEASE). */
 void seg_session_close(uint64_t file, pid_t tgid);
 void seg_file_released(uint64_t file);

@@ -19,6 +19,7 @@
 #define SERIAL_BUCKETS (1u << 16)
 #define PROC_BUCKETS (1u << 12)
 #define SESSION_BUCKETS (1u << 12)
+#define SID_WORDS (SHMFS_TABLE_SESSIONS / 64)
 #define SLOT_WORDS (SHMFS_MAX_SLOTS / 64)
 #define SUM_WORDS (SLOT_WORDS / 64)
 #define SEQ_MAX 0xffff
@@ -51,6 +52,8 @@ struct ref {
 struct session {
 	uint64_t file;
 	struct proc *proc;
+	uint32_t sid; /* 1 .. SHMFS_TABLE_SESSIONS - 1 (tally.c) */
+	uint32_t gen;
 	uint32_t opens; /* its opens of the file, not yet closed */
 	struct session *p_next; /* in the process's list */
 	struct session *f_next; /* in the file's bucket */
@@ -93,6 +96,7 @@ struct seg {
 	int memfd; /* the backing memfd when kept, or its own; else -1 */
 	bool solo; /* no backing, and a memfd of its own, not the arena */
 	uid_t lock_uid; /* charged for SHM_LOCK */
+	uint32_t perm_gen; /* IPC_SETs, chmods and chowns so far */
 	bool removed;
 	bool freed;
 	struct seg *key_next;
@@ -155,6 +159,8 @@ struct seg_table {
 	struct seg *by_serial[SERIAL_BUCKETS];
 	struct proc *procs[PROC_BUCKETS];
 	struct session *by_file[SESSION_BUCKETS];
+	uint64_t sid_used[SID_WORDS]; /* bit sid: taken (sid 0 never) */
+	uint32_t sid_gen[SHMFS_TABLE_SESSIONS]; /* the latest of each sid */
 	struct fork_pending *forks;
 	struct seg_handle *handles;
 	int arena; /* the memfd behind most segments without backing */
@@ -254,6 +260,18 @@ void seg_fill_view(const struct seg *s, struct seg_view *v);
 
 /* attach.c */
 void attach_fini(void);
+
+static inline unsigned file_bucket(uint64_t file)
+{
+	return (unsigned)((file * 0x9e3779b97f4a7c15ULL) >> 52) &
+	       (SESSION_BUCKETS - 1);
+}
+
+/* tally.c: a session's sid and generation, published (NULL: none
+ * free, or no memory), and their end. */
+struct session *session_new(pid_t tgid);
+void session_free(struct session *s);
+void tally_republish(void);
 
 /* segmem.c */
 int segmem_init(void);

@@ -45,7 +45,7 @@ SHM_DEST = 0o1000
 SHM_LOCKED = 0o2000
 
 # From include/shmfs_proto.h.
-PROTO_VERSION = 2
+PROTO_VERSION = 3
 CTL_NAME = ".ctl"
 ID_DIR = ".id"
 STATUS_NAME = "status"
@@ -54,7 +54,7 @@ ID_SHIFT = 15
 MAX_SLOTS = 1 << ID_SHIFT
 
 # Struct layouts, native byte order and alignment ('@'), field for field.
-HELLO = struct.Struct("@IIiI")  # version, page_size, daemon_pid, pad
+HELLO = struct.Struct("@IIiIII")  # version, page_size, daemon_pid, sid, gen, pad
 GET = struct.Struct("@iiQii")
 DS = struct.Struct("@iiIIIIIIQqqqiiQ")
 DS_FIELDS = ("key", "shmid", "uid", "gid", "cuid", "cgid", "mode", "seq",
@@ -72,16 +72,24 @@ DETACH = struct.Struct("@ii")
 ACCESS = struct.Struct("@ii")
 
 assert (HELLO.size, GET.size, DS.size, INFO.size, SHM_INFO_S.size, CTL_SIZE,
-        FORK.size, DETACH.size, ACCESS.size) == (16, 24, 80, 40, 48, 104, 16, 8, 8)
+        FORK.size, DETACH.size, ACCESS.size) == (24, 24, 80, 40, 48, 104, 16, 8, 8)
 
 # The published table (.table): header, key buckets, one entry per slot.
 TABLE_MAGIC = 0x53484D54
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 TABLE_BUCKETS = 1 << 16
+TABLE_SESSIONS = 1 << 16
+TABLE_HOLDERS = 1 << 20
 TABLE_HEAD = struct.Struct("@IIIIiI")
-TABLE_ENTRY_HEAD = struct.Struct("@IIII")
-TABLE_ENTRY_SIZE = TABLE_ENTRY_HEAD.size + DS.size
+TABLE_ENTRY_HEAD = struct.Struct("@IIII")  # seq, live, key_next, perm_gen
+TABLE_ENTRY_TAIL = struct.Struct("@QQiI")  # base, base_stamp, base_lpid, holders
+TABLE_ENTRY_SIZE = TABLE_ENTRY_HEAD.size + DS.size + TABLE_ENTRY_TAIL.size
 TABLE_ENTRIES_OFF = TABLE_HEAD.size + 4 * TABLE_BUCKETS
+TABLE_SESSION = struct.Struct("@Ii")  # gen, pid
+TABLE_SESSIONS_OFF = TABLE_ENTRIES_OFF + MAX_SLOTS * TABLE_ENTRY_SIZE
+TABLE_HOLDER = struct.Struct("@IIII")  # sid, gen, rec, next
+TABLE_HOLDERS_OFF = TABLE_SESSIONS_OFF + TABLE_SESSIONS * TABLE_SESSION.size
+TABLE_SIZE = TABLE_HOLDERS_OFF + TABLE_HOLDERS * TABLE_HOLDER.size
 
 
 def _iowr(nr, size):
@@ -231,17 +239,17 @@ class Client:
 
     def hello(self):
         buf = _ioctl(self.fd, IOC_HELLO, bytearray(HELLO.size))
-        version, page_size, daemon_pid, _ = HELLO.unpack(buf)
+        version, page_size, daemon_pid, sid, gen, _ = HELLO.unpack(buf)
         return {"version": version, "page_size": page_size,
-                "daemon_pid": daemon_pid}
+                "daemon_pid": daemon_pid, "sid": sid, "gen": gen}
 
     def session(self):
         """SHMFS_IOC_SESSION: start a session on an inherited descriptor
         (a child forked without the fork protocol)."""
         buf = _ioctl(self.fd, IOC_SESSION, bytearray(HELLO.size))
-        version, page_size, daemon_pid, _ = HELLO.unpack(buf)
+        version, page_size, daemon_pid, sid, gen, _ = HELLO.unpack(buf)
         return {"version": version, "page_size": page_size,
-                "daemon_pid": daemon_pid}
+                "daemon_pid": daemon_pid, "sid": sid, "gen": gen}
 
     def shmget(self, key, size, flags=0):
         buf = bytearray(GET.pack(s32(key), s32(flags), size, -1, 0))
@@ -466,17 +474,33 @@ class Table:
         return struct.unpack("@I", os.pread(self.fd, 4, off))[0]
 
     def entry(self, slot, tries=1000):
-        """One entry read under its seqlock -> dict (seq, live, key_next, ds)."""
+        """One entry read under its seqlock -> dict (seq, live, key_next,
+        perm_gen, ds, base, base_stamp, base_lpid, holders)."""
         off = TABLE_ENTRIES_OFF + slot * TABLE_ENTRY_SIZE
         for _ in range(tries):
             raw = os.pread(self.fd, TABLE_ENTRY_SIZE, off)
-            seq, live, key_next, _ = TABLE_ENTRY_HEAD.unpack_from(raw)
+            seq, live, key_next, perm_gen = TABLE_ENTRY_HEAD.unpack_from(raw)
             again = TABLE_ENTRY_HEAD.unpack_from(
                 os.pread(self.fd, TABLE_ENTRY_HEAD.size, off))[0]
             if seq % 2 == 0 and again == seq:
                 ds = dict(zip(DS_FIELDS, DS.unpack_from(raw, TABLE_ENTRY_HEAD.size)))
-                return {"seq": seq, "live": live, "key_next": key_next, "ds": ds}
+                tail = TABLE_ENTRY_TAIL.unpack_from(
+                    raw, TABLE_ENTRY_HEAD.size + DS.size)
+                return dict({"seq": seq, "live": live, "key_next": key_next,
+                             "perm_gen": perm_gen, "ds": ds},
+                            **dict(zip(("base", "base_stamp", "base_lpid",
+                                        "holders"), tail)))
         raise RuntimeError("table entry %d never stable" % slot)
+
+    def session(self, sid):
+        """sessions[sid] -> (gen, pid); (0, 0) for none."""
+        off = TABLE_SESSIONS_OFF + sid * TABLE_SESSION.size
+        return TABLE_SESSION.unpack(os.pread(self.fd, TABLE_SESSION.size, off))
+
+    def holder(self, idx):
+        """holders[idx] -> (sid, gen, rec, next)."""
+        off = TABLE_HOLDERS_OFF + idx * TABLE_HOLDER.size
+        return TABLE_HOLDER.unpack(os.pread(self.fd, TABLE_HOLDER.size, off))
 
     def chain(self, key):
         """Slots on the key's chain, in order."""

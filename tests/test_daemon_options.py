@@ -226,6 +226,12 @@ int main(void) {
 	P(SHMFS_IOC_FORK_CHILD); P(SHMFS_IOC_FORK_ABORT); P(SHMFS_IOC_ACCESS);
 	P(SHMFS_IOC_DETACH); P(sizeof(struct shmfs_detach)); P(SHMFS_IOC_SESSION);
 	P(sizeof(struct shmfs_table_entry)); P(offsetof(struct shmfs_table, entries));
+	P(offsetof(struct shmfs_table_entry, perm_gen)); P(offsetof(struct shmfs_table_entry, base));
+	P(offsetof(struct shmfs_table_entry, base_lpid)); P(offsetof(struct shmfs_table_entry, holders));
+	P(offsetof(struct shmfs_table, sessions)); P(offsetof(struct shmfs_table, holders));
+	P(sizeof(struct shmfs_table_session)); P(sizeof(struct shmfs_table_holder));
+	P(sizeof(struct shmfs_table)); P(SHMFS_TABLE_SESSIONS); P(SHMFS_TABLE_HOLDERS);
+	P(offsetof(struct shmfs_hello, sid)); P(offsetof(struct shmfs_hello, gen));
 	P(SHMFS_TABLE_MAGIC); P(SHMFS_TABLE_VERSION); P(SHMFS_TABLE_BUCKETS);
 	P(SHMFS_ATTACH_FLAGS); P(SHMFS_ID_SHIFT); P(SHMFS_PROTO_VERSION);
 	return 0;
@@ -263,6 +269,19 @@ int main(void) {
         "sizeof(struct shmfs_detach)": sc.DETACH.size,
         "sizeof(struct shmfs_table_entry)": sc.TABLE_ENTRY_SIZE,
         "offsetof(struct shmfs_table, entries)": sc.TABLE_ENTRIES_OFF,
+        "offsetof(struct shmfs_table_entry, perm_gen)": 12,
+        "offsetof(struct shmfs_table_entry, base)": sc.TABLE_ENTRY_HEAD.size + sc.DS.size,
+        "offsetof(struct shmfs_table_entry, base_lpid)": sc.TABLE_ENTRY_HEAD.size + sc.DS.size + 16,
+        "offsetof(struct shmfs_table_entry, holders)": sc.TABLE_ENTRY_SIZE - 4,
+        "offsetof(struct shmfs_table, sessions)": sc.TABLE_SESSIONS_OFF,
+        "offsetof(struct shmfs_table, holders)": sc.TABLE_HOLDERS_OFF,
+        "sizeof(struct shmfs_table_session)": sc.TABLE_SESSION.size,
+        "sizeof(struct shmfs_table_holder)": sc.TABLE_HOLDER.size,
+        "sizeof(struct shmfs_table)": sc.TABLE_SIZE,
+        "SHMFS_TABLE_SESSIONS": sc.TABLE_SESSIONS,
+        "SHMFS_TABLE_HOLDERS": sc.TABLE_HOLDERS,
+        "offsetof(struct shmfs_hello, sid)": 12,
+        "offsetof(struct shmfs_hello, gen)": 16,
         "SHMFS_TABLE_MAGIC": sc.TABLE_MAGIC,
         "SHMFS_TABLE_VERSION": sc.TABLE_VERSION,
         "SHMFS_TABLE_BUCKETS": sc.TABLE_BUCKETS,

@@ -14,9 +14,13 @@ KEY = 0x162E
 
 def test_hello_reports_protocol_version_page_size_and_pid(shmfs, client):
     # the pid whose life the published table follows: the holder's
-    assert client.hello() == {"version": sc.PROTO_VERSION,
-                              "page_size": os.sysconf("SC_PAGE_SIZE"),
-                              "daemon_pid": shmfs.holder_pid}
+    h = client.hello()
+    assert {k: h[k] for k in ("version", "page_size", "daemon_pid")} == {
+        "version": sc.PROTO_VERSION,
+        "page_size": os.sysconf("SC_PAGE_SIZE"),
+        "daemon_pid": shmfs.holder_pid}
+    # the session of this descriptor (open of .ctl): a sid and generation
+    assert h["sid"] > 0 and h["gen"] > 0
     assert shmfs.holder_pid != shmfs.proc.pid
 
 

@@ -350,7 +350,7 @@ def test_privileged_program_ignores_shmfs_root_and_debug(shmfs, workdir):
 def forged_table(path, pid, key, shmid, uid):
     """A table file of the right size, magic and layout that claims key
     has segment shmid, mode 0666, owned by uid."""
-    size = sc.TABLE_ENTRIES_OFF + sc.MAX_SLOTS * sc.TABLE_ENTRY_SIZE
+    size = sc.TABLE_SIZE
     slot = sc.slot_of(shmid)
     ds = dict.fromkeys(sc.DS_FIELDS, 0)
     ds.update(key=key, shmid=shmid, uid=uid, gid=uid, cuid=uid, cgid=uid,

@@ -193,8 +193,9 @@ static struct {
 	int nkeys;
 } pub;
 
-static void pub_set(int slot, const struct shmfs_ds *ds)
+static void pub_set(int slot, const struct shmfs_ds *ds, uint32_t perm_gen)
 {
+	(void)perm_gen;
 	CHECK(slot >= 0 && slot < MAXSLOT, "published slot %d", slot);
 	pub.live[slot] = true;
 	pub.ds[slot] = *ds;

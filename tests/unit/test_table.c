@@ -1294,7 +1294,12 @@ static struct {
 		bool keyed;
 		key_t key;
 		struct shmfs_ds ds;
+		uint32_t perm_gen;
 	} e[SHMFS_MAX_SLOTS];
+	struct {
+		uint32_t gen;
+		pid_t pid;
+	} sess[SHMFS_TABLE_SESSIONS];
 	int calls;
 	int bad;		/* calls that made no sense */
 } pub;
@@ -1307,13 +1312,26 @@ static bool pub_slot_ok(int slot)
 	return false;
 }
 
-static void pub_set(int slot, const struct shmfs_ds *ds)
+static void pub_set(int slot, const struct shmfs_ds *ds, uint32_t perm_gen)
 {
 	pub.calls++;
 	if (!pub_slot_ok(slot))
 		return;
 	pub.e[slot].live = true;
 	pub.e[slot].ds = *ds;
+	pub.e[slot].perm_gen = perm_gen;
+}
+
+static void pub_session(uint32_t sid, uint32_t gen, pid_t pid)
+{
+	pub.calls++;
+	if (!sid || sid >= SHMFS_TABLE_SESSIONS || !gen != !pid ||
+	    !gen == !pub.sess[sid].gen) {
+		pub.bad++; /* sid 0, or a start on a live sid, or an end of none */
+		return;
+	}
+	pub.sess[sid].gen = gen;
+	pub.sess[sid].pid = pid;
 }
 
 static void pub_clear(int slot)
@@ -1350,6 +1368,7 @@ static const struct seg_publisher fake_pub = {
 	.clear = pub_clear,
 	.key_add = pub_key_add,
 	.key_del = pub_key_del,
+	.session = pub_session,
 };
 
 /* The mirror equals the table in the first nslots slots. */
@@ -1494,6 +1513,72 @@ static void test_published_copy_follows_every_change(void)
 	memset(&pub, 0, sizeof(pub));
 }
 
+/*
+ * IPC_SET, chmod and chown bump perm_gen, nothing else does; each
+ * session is published under the lowest free sid with a generation that
+ * grows, and unpublished at its end.
+ */
+static void test_published_perm_gen_and_sessions(void)
+{
+	struct perm_cred alice = who(ALICE, AGRP, 100);
+	struct seg_view v;
+	uint32_t sid, gen, sid2, gen2, g0;
+	int a, slot;
+
+	memset(&pub, 0, sizeof(pub));
+	setup_pub(&std_limits, &fake_pub);
+	seg_session_open(CTL(100), 100);
+	seg_session_id(CTL(100), 100, &sid, &gen);
+	CHECK_EQ(sid, 1);
+	CHECK(gen > 0);
+	CHECK_EQ(pub.sess[sid].gen, gen);
+	CHECK_EQ(pub.sess[sid].pid, 100);
+	seg_session_id(CTL(100), 101, &sid2, &gen2);
+	CHECK_EQ(sid2, 0); /* no session of 101 there */
+	CHECK_EQ(gen2, 0);
+
+	a = get(KEY, 100, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	slot = a & (SHMFS_MAX_SLOTS - 1);
+	g0 = pub.e[slot].perm_gen;
+	REQUIRE(CHECK_EQ(attach(a, 100), 0));
+	CHECK_EQ(seg_detach(100, a), 0);
+	CHECK_EQ(pub.e[slot].perm_gen, g0);
+	CHECK_EQ(ipc_set(&alice, a, ALICE, AGRP, 0640), 0);
+	CHECK_EQ(pub.e[slot].perm_gen, g0 + 1);
+	CHECK_EQ(seg_setattr(serial_of(a), &alice, 0600, -1, -1, &v), 0);
+	CHECK_EQ(pub.e[slot].perm_gen, g0 + 2);
+	CHECK_EQ(seg_setattr(serial_of(a), &alice, -1, ALICE, AGRP, &v), 0);
+	CHECK_EQ(pub.e[slot].perm_gen, g0 + 3);
+	CHECK_EQ(shm_lock_as(&alice, SHM_LOCK, a, UINT64_MAX), 0);
+	CHECK_EQ(pub.e[slot].perm_gen, g0 + 3);
+
+	/* the sid is taken again by the next session, one generation on */
+	seg_session_close(CTL(100), 100);
+	CHECK_EQ(pub.sess[sid].gen, 0);
+	CHECK_EQ(pub.sess[sid].pid, 0);
+	seg_session_open(CTL(200), 200);
+	seg_session_open(CTL(300), 300);
+	seg_session_id(CTL(200), 200, &sid2, &gen2);
+	CHECK_EQ(sid2, sid);
+	CHECK_EQ(gen2, gen + 1);
+	seg_session_id(CTL(300), 300, &sid2, &gen2);
+	CHECK_EQ(sid2, sid + 1);
+	CHECK_EQ(pub.sess[sid2].pid, 300);
+	seg_file_released(CTL(300));
+	CHECK_EQ(pub.sess[sid2].gen, 0);
+
+	/* a successor's republish shows the live sessions again */
+	memset(&pub, 0, sizeof(pub));
+	seg_republish();
+	CHECK_EQ(pub.sess[sid].gen, gen + 1);
+	CHECK_EQ(pub.sess[sid].pid, 200);
+	CHECK_EQ(pub.sess[sid2].gen, 0);
+	CHECK_EQ(pub.e[slot].perm_gen, g0 + 3);
+	CHECK_EQ(pub.bad, 0);
+	seg_fini();
+	memset(&pub, 0, sizeof(pub));
+}
 
 static int collect_slot(void *arg, const struct seg_view *v)
 {
@@ -1705,6 +1790,7 @@ int main(void)
 	UNIT_RUN(test_status_in_pieces_is_the_whole_text);
 	UNIT_RUN(test_lookups_and_forget);
 	UNIT_RUN(test_published_copy_follows_every_change);
+	UNIT_RUN(test_published_perm_gen_and_sessions);
 	UNIT_RUN(test_sparse_slots_walk_and_highest);
 	UNIT_RUN(test_full_table_of_32768);
 	seg_fini();
