@@ -31,7 +31,8 @@ FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 
 DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
-	src/ofile.c src/notify.c src/seg.c src/attach.c src/tally.c src/segmem.c \
+	src/ofile.c src/notify.c src/seg.c src/attach.c src/tally.c src/tallyfs.c \
+	src/segmem.c \
 	src/status.c src/perm.c src/sysinfo.c \
 	src/pubtab.c src/names.c src/passthrough.c src/reaper.c \
 	src/holder.c src/holder_msg.c src/holder_client.c src/holder_upgrade.c \

@@ -10,6 +10,11 @@
  *                 same inode as /<key>/<shmid>
  *   status        the table in the format of /proc/sysvipc/shm
  *   .table        symlink to the published table (below), when there is one
+ *   .tally/<sid>.<gen>
+ *                 the tally of session sid, generation gen (see HELLO):
+ *                 SHMFS_TALLY_SIZE bytes, sealed at that size; only the
+ *                 session's process may open it for writing, anyone may
+ *                 open it read-only (docs/attach-design.md, 3.1)
  *
  * Sessions: a process has a session from its first open of .ctl until it
  * has closed every descriptor of .ctl it opened; the kernel tells the
@@ -47,6 +52,16 @@
 #define SHMFS_ID_DIR ".id"
 #define SHMFS_STATUS_NAME "status"
 #define SHMFS_TABLE_NAME ".table"
+#define SHMFS_TALLY_DIR ".tally"
+
+/* A tally begins with its head; the rest is zeros until counting moves
+ * there (docs/attach-design.md). */
+#define SHMFS_TALLY_SIZE 4096
+#define SHMFS_TALLY_MAGIC 0x53484d43u /* "SHMC" */
+struct shmfs_tally_head {
+	uint32_t magic;
+	uint32_t sid; /* informational only */
+};
 
 /* Open flags that mark an open of a segment file as a SysV attach. */
 #define SHMFS_ATTACH_FLAGS (O_NONBLOCK | O_NOFOLLOW)

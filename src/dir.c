@@ -137,10 +137,13 @@ static void dir_list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		if (off <= 5 && O.table_path &&
 		    !dir_add(&d, SHMFS_TABLE_NAME, INO_TABLE, S_IFLNK, 5))
 			goto out;
-		if (off <= 6 && seg_key_exists(IPC_PRIVATE) &&
-		    !dir_add(&d, "0x00000000", KEY_BASE, S_IFDIR, 6))
+		if (off <= 6 &&
+		    !dir_add(&d, SHMFS_TALLY_DIR, INO_TALLYDIR, S_IFDIR, 6))
 			goto out;
-		d.base = 7;
+		if (off <= 7 && seg_key_exists(IPC_PRIVATE) &&
+		    !dir_add(&d, "0x00000000", KEY_BASE, S_IFDIR, 7))
+			goto out;
+		d.base = 8;
 		walk = dir_add_root_seg;
 	} else if (ino_is_key(ino)) {
 		d.key = ino_key(ino);
@@ -160,6 +163,8 @@ static void dir_list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	} else if (ino == INO_IDDIR) {
 		d.base = 2;
 		walk = dir_add_id_seg;
+	} else if (ino == INO_TALLYDIR) {
+		goto out; /* tallies are found by name only */
 	} else {
 		free(d.buf);
 		fuse_reply_err(req, ENOTDIR);

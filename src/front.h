@@ -2,11 +2,13 @@
  * What the files of the FUSE front end share (ops.c: the file operations;
  * dir.c: listings; xattr.c: extended attributes; ctl.c: the control
  * node's protocol; ofile.c: open files).  Node ids:
- *   1..5                root, .ctl, .id, status, .table
+ *   1..6                root, .ctl, .id, status, .table, .tally
  *   KEY_BASE + key      the directory of one key
  *   SEG_BASE + serial   a segment file (serials are never reused, so a
  *                       node id the kernel still caches never names a
  *                       later segment and never shows it stale pages)
+ *   TALLY_BASE + gen << 16 + sid
+ *                       a session's tally (tallyfs.c)
  * A segment's st_ino is its shmid.
  */
 #ifndef SHMFS_FRONT_H
@@ -27,8 +29,10 @@
 #define INO_IDDIR 3
 #define INO_STATUS 4
 #define INO_TABLE 5
+#define INO_TALLYDIR 6
 #define KEY_BASE (1ULL << 32)
 #define SEG_BASE (1ULL << 33)
+#define TALLY_BASE (1ULL << 62)
 
 /* Names under the root and key directories change behind the kernel's
  * back (shmget, IPC_RMID through the control node): never cache them.
@@ -95,7 +99,12 @@ static inline bool ino_is_key(fuse_ino_t ino)
 
 static inline bool ino_is_seg(fuse_ino_t ino)
 {
-	return ino >= SEG_BASE;
+	return ino >= SEG_BASE && ino < TALLY_BASE;
+}
+
+static inline bool ino_is_tally(fuse_ino_t ino)
+{
+	return ino >= TALLY_BASE;
 }
 
 static inline key_t ino_key(fuse_ino_t ino)
@@ -148,6 +157,12 @@ void shmfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 /* notify.c: the thread that drops .id names (ops_shmid_freed feeds it) */
 int notify_start(struct fuse_session *se);
 void notify_stop(void);
+
+/* tallyfs.c: the node id of a tally's name (0: not one), its (and
+ * .tally's) attributes, an open of it */
+fuse_ino_t tallyfs_ino(const char *name);
+int tallyfs_stat(fuse_ino_t ino, struct stat *st, double *timeout);
+void tallyfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 
 /* ctl.c */
 void shmfs_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,

@@ -153,6 +153,8 @@ int stat_node(fuse_ino_t ino, struct stat *st, double *timeout)
 					S_IFREG | 0444,
 					S_IFLNK | 0777 };
 
+	if (ino == INO_TALLYDIR || ino_is_tally(ino))
+		return tallyfs_stat(ino, st, timeout);
 	*timeout = TIMEOUT_LONG;
 	if (ino_is_key(ino)) {
 		*timeout = TIMEOUT_NONE;
@@ -238,13 +240,19 @@ static void shmfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 			reply_node_entry(req, INO_STATUS);
 		else if (!strcmp(name, SHMFS_TABLE_NAME))
 			reply_node_entry(req, INO_TABLE);
+		else if (!strcmp(name, SHMFS_TALLY_DIR))
+			reply_node_entry(req, INO_TALLYDIR);
 		else if (names_parse_key(name, &key))
 			reply_node_entry(req, KEY_BASE + (uint32_t)key);
 		else
 			fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (!names_parse_shmid(name, &id)) {
+	if (parent == INO_TALLYDIR && tallyfs_ino(name)) {
+		reply_node_entry(req, tallyfs_ino(name));
+		return;
+	}
+	if (parent == INO_TALLYDIR || !names_parse_shmid(name, &id)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
@@ -512,6 +520,10 @@ static void shmfs_open(fuse_req_t req, fuse_ino_t ino,
 		}
 		fi->direct_io = 1;
 		fi->noflush = 1;
+	} else if (ino_is_tally(ino)) {
+		free(of);
+		tallyfs_open(req, ino, fi);
+		return;
 	} else if (ino_is_seg(ino)) {
 		if (fi->flags & O_TRUNC) {
 			free(of);
@@ -707,7 +719,9 @@ static void shmfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 
 	count_req(R_ACCESS);
 	if (!ino_is_seg(ino)) {
-		err = (ino == INO_STATUS || ino == INO_IDDIR) && (mask & W_OK)
+		err = (ino == INO_STATUS || ino == INO_IDDIR ||
+		       ino == INO_TALLYDIR) &&
+				      (mask & W_OK)
 			      ? EACCES
 			      : 0;
 		fuse_reply_err(req, err);

@@ -121,9 +121,9 @@ uint64_t seg_view_bytes(const struct seg_view *v);
  * are part of what it takes over).
  */
 #ifndef SHMFS_TEST_OTHER_FORMAT
-#define SEG_TABLE_FORMAT (0x73686d7400010000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d7400020000ULL | SHMFS_PROTO_VERSION)
 #else /* build/progs/shmfs_other_format, which the tests try to upgrade to */
-#define SEG_TABLE_FORMAT (0x73686d74ff010000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d74ff020000ULL | SHMFS_PROTO_VERSION)
 #endif
 
 /* A new table, in a new persistent heap (its memfd: seg_heap_fd). */
@@ -243,6 +243,10 @@ int seg_session_open(uint64_t file, pid_t tgid);
 int seg_session_start(uint64_t file, pid_t tgid);
 /* The sid and generation of tgid's session on file (0, 0: none). */
 void seg_session_id(uint64_t file, pid_t tgid, uint32_t *sid, uint32_t *gen);
+/* The tally of session sid, generation gen: its process and backing id
+ * (0: none, it cannot be opened); -ENOENT when there is no such
+ * session. */
+int seg_tally_find(uint32_t sid, uint32_t gen, pid_t *tgid, int *backing);
 /* tgid closed file (FLUSH); the file itself is gone (RELEASE). */
 void seg_session_close(uint64_t file, pid_t tgid);
 void seg_file_released(uint64_t file);

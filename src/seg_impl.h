@@ -54,6 +54,8 @@ struct session {
 	struct proc *proc;
 	uint32_t sid; /* 1 .. SHMFS_TABLE_SESSIONS - 1 (tally.c) */
 	uint32_t gen;
+	int memfd; /* its tally, or -1 (none could be made, or lost) */
+	int backing; /* the tally's backing id, or 0: it cannot be opened */
 	uint32_t opens; /* its opens of the file, not yet closed */
 	struct session *p_next; /* in the process's list */
 	struct session *f_next; /* in the file's bucket */
@@ -161,6 +163,7 @@ struct seg_table {
 	struct session *by_file[SESSION_BUCKETS];
 	uint64_t sid_used[SID_WORDS]; /* bit sid: taken (sid 0 never) */
 	uint32_t sid_gen[SHMFS_TABLE_SESSIONS]; /* the latest of each sid */
+	struct session *by_sid[SHMFS_TABLE_SESSIONS];
 	struct fork_pending *forks;
 	struct seg_handle *handles;
 	int arena; /* the memfd behind most segments without backing */
@@ -272,6 +275,9 @@ static inline unsigned file_bucket(uint64_t file)
 struct session *session_new(pid_t tgid);
 void session_free(struct session *s);
 void tally_republish(void);
+/* seg_fds and seg_fd_lost for the tallies' memfds (under the lock). */
+int tally_fds(int *fds, int max, int n);
+bool tally_fd_lost(int fd);
 
 /* segmem.c */
 int segmem_init(void);

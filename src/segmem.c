@@ -92,7 +92,7 @@ int seg_fds(int *fds, int max)
 			if (s->has_memory && s->memfd >= 0 && n++ < max)
 				fds[n - 1] = s->memfd;
 	}
-	return n;
+	return tally_fds(fds, max, n);
 }
 
 int seg_fd_lost(int fd)
@@ -103,6 +103,8 @@ int seg_fd_lost(int fd)
 
 	if (fd == T.arena)
 		return -EBADF;
+	if (tally_fd_lost(fd))
+		return 0; /* its backing id still serves the clients */
 	for (b = 0; b < SERIAL_BUCKETS; b++) {
 		struct seg *s;
 

@@ -109,7 +109,10 @@ IOC_SESSION = _iowr(9, HELLO.size)
 TABLE_NAME = ".table"
 # The root's own nodes; .table (a symlink) is there only when the daemon
 # publishes its table.
-FIXED_NODES = {CTL_NAME, ID_DIR, STATUS_NAME}
+TALLY_DIR = ".tally"
+TALLY_SIZE = 4096
+TALLY_MAGIC = 0x53484D43
+FIXED_NODES = {CTL_NAME, ID_DIR, STATUS_NAME, TALLY_DIR}
 OPTIONAL_NODES = {TABLE_NAME}
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

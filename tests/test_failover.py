@@ -8,6 +8,7 @@ root's user.shmfs.killpoint xattr, and the next request to reach it
 SIGKILLs the server there)."""
 
 import errno
+import mmap
 import os
 import signal
 import subprocess
@@ -499,3 +500,51 @@ def test_a_stranger_cannot_arm_a_kill_point(shmfs_factory, monkeypatch,
     c = m.client()
     assert c.shmget(KEY, PAGE, IPC_CREAT | 0o600) >= 0
     assert m.server_pid() == old
+
+
+def tally_fds(pid):
+    """Descriptors of pid that are tally memfds."""
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if "memfd:shmfs-tally" in os.readlink("/proc/%d/fd/%s" % (pid, fd)):
+                out.append(int(fd))
+        except OSError:
+            pass
+    return out
+
+
+def test_a_tally_survives_a_killed_server(shmfs):
+    """The holder keeps each session's tally memfd as it keeps segment
+    memfds: after a SIGKILL of the server, the successor has it again, the
+    session's tally keeps its bytes and its name, and its end lets it go
+    everywhere."""
+    shmfs.expect_exit = -signal.SIGKILL
+    c = shmfs.client()
+    h = c.hello()
+    path = shmfs.path(sc.TALLY_DIR, "%d.%d" % (h["sid"], h["gen"]))
+    holder, old = shmfs.holder_pid, shmfs.server_pid()
+    assert len(tally_fds(old)) == 1
+    # the holder is told of a descriptor by a message it reads later
+    assert until(lambda: len(tally_fds(holder)) == 1)
+    fd = os.open(path, os.O_RDWR)
+    mm = mmap.mmap(fd, sc.TALLY_SIZE)
+    os.close(fd)
+    try:
+        mm[100:112] = b"before death"
+        os.kill(old, signal.SIGKILL)
+        new = new_server(shmfs, old)
+        assert shmfs.holder_pid == holder
+        assert len(tally_fds(holder)) == 1 and len(tally_fds(new)) == 1
+        assert c.hello()["sid"] == h["sid"] and c.hello()["gen"] == h["gen"]
+        mm[112:122] = b" and after"
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert os.pread(fd, 22, 100) == b"before death and after"
+        finally:
+            os.close(fd)
+        c.close()
+        assert catch(os.stat, path) == "ENOENT"
+        assert until(lambda: not tally_fds(holder) and not tally_fds(new))
+    finally:
+        mm.close()
