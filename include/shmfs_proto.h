@@ -54,14 +54,48 @@
 #define SHMFS_TABLE_NAME ".table"
 #define SHMFS_TALLY_DIR ".tally"
 
-/* A tally begins with its head; the rest is zeros until counting moves
- * there (docs/attach-design.md). */
+/*
+ * A tally: its head, 8 fork slots (unused so far) and records.  The
+ * daemon binds record rec to a segment at the session's first attach
+ * open of it (the published holders list says which), counts that open
+ * in own, and the process subtracts from own at each shmdt.  Readers
+ * add min(own, SHMFS_TALLY_OWN_MAX) of every listed record to the
+ * entry's base; nothing else in a tally is trusted.  The daemon binds
+ * records only once the session's process has opened its tally for
+ * writing (docs/attach-design.md, 3.1, 4.2).
+ */
 #define SHMFS_TALLY_SIZE 4096
 #define SHMFS_TALLY_MAGIC 0x53484d43u /* "SHMC" */
+#define SHMFS_TALLY_SLOTS 8
+#define SHMFS_TALLY_OWN_MAX 65535u
 struct shmfs_tally_head {
 	uint32_t magic;
 	uint32_t sid; /* informational only */
 };
+
+struct shmfs_tally_slot {
+	uint32_t state;
+	int32_t child;
+	uint64_t armed_ns;
+};
+
+struct shmfs_tally_rec {
+	uint32_t own; /* attaches held now */
+	uint16_t pending[SHMFS_TALLY_SLOTS];
+	uint32_t atime, dtime;
+	uint32_t pad;
+	uint64_t stamp;
+};
+
+struct shmfs_tally {
+	struct shmfs_tally_head head;
+	struct shmfs_tally_slot slot[SHMFS_TALLY_SLOTS];
+	struct shmfs_tally_rec rec[];
+};
+
+#define SHMFS_TALLY_RECS                                   \
+	((SHMFS_TALLY_SIZE - sizeof(struct shmfs_tally)) / \
+	 sizeof(struct shmfs_tally_rec))
 
 /* Open flags that mark an open of a segment file as a SysV attach. */
 #define SHMFS_ATTACH_FLAGS (O_NONBLOCK | O_NOFOLLOW)
@@ -160,10 +194,14 @@ struct shmfs_fork {
 	uint32_t pad;
 };
 
-/* shmdt: one attach of shmid by the calling process ends. */
+/* shmdt: one attach of shmid by the calling process ends.  With
+ * SHMFS_DETACH_TALLY the caller has taken it from its tally's record
+ * already: the daemon only updates dtime and lpid, and frees a removed
+ * segment that no one holds any more. */
+#define SHMFS_DETACH_TALLY 1
 struct shmfs_detach {
 	int32_t shmid;
-	int32_t pad;
+	int32_t flags;
 };
 
 /* SysV permission check without an attach: mask of 4 (r), 2 (w), 1 (x). */
@@ -186,9 +224,11 @@ struct shmfs_access {
  *   perm_gen     bumped by every IPC_SET, chmod and chown of the shmid:
  *                a descriptor opened before a change is checked again
  *   base, base_lpid, base_stamp
- *                attaches the daemon counts itself (0 so far)
+ *                attaches the daemon counts itself (forks, and sessions
+ *                without a tally); ds.nattch is base as well
  *   holders      the first of the sessions holding a record of the
- *                segment (none so far)
+ *                segment: nattch is base plus each listed record's own,
+ *                clamped (struct shmfs_tally)
  *   sessions[sid]  {gen, pid} of a live session, {0, 0} of none; written
  *                whole, as one 64-bit store
  */

@@ -5,7 +5,8 @@
  * and go at shmdt (seg_detach) or when the process's last session ends:
  * a session is one process's use of one open file of the control node,
  * and the kernel tells us synchronously when the process closes it, also
- * at exit and exec.  nattch is the number of refs.  Opens of segment
+ * at exit and exec.  nattch is the number of refs and the attaches
+ * counted in tallies' records (tally.c).  Opens of segment
  * files (handles) keep a segment's memory while they last.
  */
 #include <errno.h>
@@ -135,7 +136,7 @@ static void ref_detach(struct ref *r, pid_t lpid)
 	s->ds.nattch--;
 	s->ds.dtime = seg_now();
 	s->ds.lpid = lpid;
-	if (!s->ds.nattch && s->removed && !s->freed)
+	if (s->removed && !s->freed && !seg_nattch(s))
 		seg_sysv_free(s);
 	else
 		publish(s);
@@ -210,19 +211,23 @@ int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 		if (!p || !p->nsessions)
 			return -EPROTO;
 		seg_limits_for(&l, Tcfg.given.shmseg ? 0 : SEG_LIMIT_SHMMNI);
-		if (p->nrefs >= l.shmseg)
+		if (p->nrefs + proc_tally_attaches(p) >= l.shmseg)
 			return -EMFILE;
 	}
 	h = pcalloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;
 	if (attach) {
-		r = ref_new(s);
-		if (!r) {
+		struct hold *hd = hold_get(p, s);
+
+		if (hd)
+			hold_add(hd);
+		else if ((r = ref_new(s)))
+			ref_own(r, p);
+		if (!hd && !r) {
 			pfree(h);
 			return -ENOMEM;
 		}
-		ref_own(r, p);
 		s->ds.atime = seg_now();
 		s->ds.lpid = c->pid;
 		publish(s);
@@ -252,7 +257,7 @@ int seg_detach(pid_t tgid, int shmid)
 			ref_detach(r, tgid);
 			return 0;
 		}
-	return -EINVAL;
+	return hold_detach(p, shmid, false);
 }
 
 /* ---- sessions ---- */
@@ -331,6 +336,7 @@ static bool session_end(struct session *s)
 	for (pp = &T.by_file[file_bucket(file)]; *pp != s; pp = &(*pp)->f_next)
 		;
 	*pp = s->f_next;
+	holds_drop(s);
 	session_free(s);
 	p->nsessions--;
 	T.nsessions--;
@@ -683,13 +689,36 @@ static int fork_token(uint64_t *token)
 	return *token ? 0 : -EAGAIN;
 }
 
+/* One attach of s counted for fp's child (on failure, none of fp's). */
+static int fork_ref(struct fork_pending *fp, struct seg *s, pid_t parent,
+		    int64_t now, uint32_t *count)
+{
+	struct ref *child = ref_new(s);
+
+	if (!child) {
+		fork_drop(fp, parent);
+		*count = 0;
+		return -ENOMEM;
+	}
+	child->fp = fp;
+	olist_insert(&fp->refs, child);
+	s->ds.atime = now;
+	s->ds.lpid = parent;
+	publish(s);
+	(*count)++;
+	return 0;
+}
+
 int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 	     uint32_t *count)
 {
 	struct fork_pending *fp;
 	struct kid *kids = NULL;
+	struct session *ss;
+	struct hold *hd;
 	struct proc *p;
 	struct ref *r;
+	uint32_t n;
 	int64_t now;
 	int nkids = -1, err;
 	uint64_t tok = 0;
@@ -708,7 +737,7 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 	if (nkids >= 0)
 		forks_prune(c->pid, kids, nkids);
 	free(kids);
-	if (!p || !p->nrefs)
+	if (!p || (!p->nrefs && !proc_tally_attaches(p)))
 		return 0;
 	/* the child claims through the file it inherits: this one */
 	if (!session_find(p, file))
@@ -730,21 +759,15 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 	killpoint("fork"); /* pending, its refs not counted yet */
 	T.npending++;
 	now = seg_now();
-	for (r = p->refs; r; r = r->o_next) {
-		struct ref *child = ref_new(r->seg);
-
-		if (!child) {
-			fork_drop(fp, c->pid);
-			*count = 0;
-			return -ENOMEM;
-		}
-		child->fp = fp;
-		olist_insert(&fp->refs, child);
-		r->seg->ds.atime = now;
-		r->seg->ds.lpid = c->pid;
-		publish(r->seg);
-		(*count)++;
-	}
+	for (r = p->refs; r; r = r->o_next)
+		if ((err = fork_ref(fp, r->seg, c->pid, now, count)))
+			return err;
+	for (ss = p->sessions; ss; ss = ss->p_next)
+		for (hd = ss->holds; hd; hd = hd->h_next)
+			for (n = hold_own(hd); n; n--)
+				if ((err = fork_ref(fp, hd->seg, c->pid, now,
+						    count)))
+					return err;
 	*token = fp->token;
 	return 0;
 }
@@ -786,64 +809,6 @@ int seg_fork_abort(uint64_t file, struct perm_cred *c, uint64_t token)
 	if (!fp || fp->parent != c->pid || fp->file != file)
 		return -ESRCH;
 	fork_drop(fp, c->pid);
-	return 0;
-}
-
-/* ---- who is attached ---- */
-
-static int cmp_pid(const void *a, const void *b)
-{
-	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/*
- * "pid:count pid:count": every process holding an attach, by pid.  A
- * child that has not yet claimed what it inherited at fork is counted
- * under its parent, for the moment in between.
- */
-int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
-{
-	struct perm_obj o;
-	struct seg *s;
-	struct ref *r;
-	pid_t *pids;
-	size_t n = 0, i, len = 0, size;
-	char *out;
-	TABLE_READ();
-
-	s = serial_find(serial);
-	if (!s || s->freed)
-		return -ENOENT;
-	/* Who is attached is not part of what IPC_STAT shows (the kernel
-	 * shows no attacher's pid to anyone): the owner's and root's. */
-	o = seg_perm(s);
-	if (perm_owner(c, &o))
-		return -EACCES;
-	pids = malloc(sizeof(*pids) * (s->ds.nattch + 1));
-	size = 24 * (s->ds.nattch + 1);
-	out = malloc(size);
-	if (!pids || !out) {
-		free(pids);
-		free(out);
-		return -ENOMEM;
-	}
-	for (r = s->refs; r; r = r->s_next)
-		pids[n++] = r->proc ? r->proc->tgid : r->fp->parent;
-	qsort(pids, n, sizeof(*pids), cmp_pid);
-	out[0] = '\0';
-	for (i = 0; i < n;) {
-		size_t j = i;
-
-		while (j < n && pids[j] == pids[i])
-			j++;
-		len += (size_t)snprintf(out + len, size - len, "%s%d:%zu",
-					len ? " " : "", (int)pids[i], j - i);
-		i = j;
-	}
-	free(pids);
-	*text = out;
 	return 0;
 }
 

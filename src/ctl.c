@@ -85,6 +85,8 @@ static int ctl_detach(struct ctl_req *r, void *io)
 {
 	struct shmfs_detach *d = io;
 
+	if (d->flags & SHMFS_DETACH_TALLY)
+		return seg_detach_tally(r->c.pid, d->shmid);
 	return seg_detach(r->c.pid, d->shmid);
 }
 

@@ -34,9 +34,69 @@ static void seq_end(uint32_t *seq)
 	__atomic_store_n(seq, *seq + 1, __ATOMIC_RELEASE);
 }
 
+/*
+ * Holder entries: a free list threaded through the entries themselves
+ * (next), and those never used yet from hnext.  Not in the heap: a
+ * successor's republish writes every chain again.
+ */
+static uint32_t hfree, hnext;
+
+static uint32_t holder_alloc(void)
+{
+	uint32_t i = hfree;
+
+	if (i) {
+		hfree = tab->holders[i - 1].next;
+		return i;
+	}
+	return hnext < SHMFS_TABLE_HOLDERS ? ++hnext : 0;
+}
+
+static void holders_free(uint32_t i)
+{
+	while (i) {
+		uint32_t next = tab->holders[i - 1].next;
+
+		tab->holders[i - 1].next = hfree;
+		hfree = i;
+		i = next;
+	}
+}
+
+/* The counts part of slot's next pub_set: staged here until then. */
+static struct {
+	int slot;
+	uint64_t base;
+	uint32_t head;
+} staged = { -1, 0, 0 };
+
+static void pub_holders(int slot, uint64_t base,
+			const struct shmfs_table_holder *h, uint32_t n)
+{
+	uint32_t head = 0, i;
+
+	if (!tab)
+		return;
+	holders_free(staged.slot >= 0 ? staged.head : 0);
+	/* newest first is the daemon's order: build from the end */
+	for (i = n; i-- > 0;) {
+		uint32_t x = holder_alloc();
+
+		if (!x)
+			break; /* 1 << 20 records listed: the rest unseen */
+		tab->holders[x - 1] = h[i];
+		tab->holders[x - 1].next = head;
+		head = x;
+	}
+	staged.slot = slot;
+	staged.base = base;
+	staged.head = head;
+}
+
 static void pub_set(int slot, const struct shmfs_ds *ds, uint32_t perm_gen)
 {
 	struct shmfs_table_entry *e;
+	uint32_t old = 0;
 
 	if (!tab)
 		return;
@@ -45,12 +105,21 @@ static void pub_set(int slot, const struct shmfs_ds *ds, uint32_t perm_gen)
 	e->ds = *ds;
 	e->perm_gen = perm_gen;
 	e->live = 1;
+	if (staged.slot == slot) {
+		old = e->holders;
+		e->base = staged.base;
+		e->holders = staged.head;
+		staged.slot = -1;
+	}
 	seq_end(&e->seq);
+	/* a reader still in the old chain sees seq move and reads again */
+	holders_free(old);
 }
 
 static void pub_clear(int slot)
 {
 	struct shmfs_table_entry *e;
+	uint32_t old;
 
 	if (!tab)
 		return;
@@ -64,8 +133,11 @@ static void pub_clear(int slot)
 	e->perm_gen = 0;
 	e->base = e->base_stamp = 0;
 	e->base_lpid = 0;
+	old = e->holders;
 	e->holders = 0;
 	seq_end(&e->seq);
+	if (!rebuilding)
+		holders_free(old);
 }
 
 static void pub_key_add(key_t key, int slot)
@@ -122,6 +194,8 @@ static void pub_reset(void)
 	if (!(__atomic_load_n(&tab->key_seq, __ATOMIC_RELAXED) & 1))
 		seq_begin(&tab->key_seq);
 	rebuilding = true;
+	hfree = hnext = 0;
+	staged.slot = -1;
 	memset(tab->buckets, 0, sizeof(tab->buckets));
 	for (i = 0; i < SHMFS_MAX_SLOTS; i++) {
 		struct shmfs_table_entry *e = &tab->entries[i];
@@ -147,6 +221,7 @@ static void pub_reset_done(void)
 
 const struct seg_publisher pubtab_publisher = {
 	.set = pub_set,
+	.holders = pub_holders,
 	.clear = pub_clear,
 	.key_add = pub_key_add,
 	.key_del = pub_key_del,

@@ -191,8 +191,10 @@ struct seg *seg_find_id(int shmid)
 
 void publish(const struct seg *s)
 {
-	if (Tcfg.pub && !s->freed)
+	if (Tcfg.pub && !s->freed) {
+		holds_publish(s);
 		Tcfg.pub->set(s->slot, &s->ds, s->perm_gen);
+	}
 }
 
 /* ---- limits ---- */
@@ -247,6 +249,7 @@ static void seg_munlock(struct seg *s);
 /* The shmid goes: as shm_destroy on Linux. */
 void seg_sysv_free(struct seg *s)
 {
+	hold_unlink_seg(s);
 	seg_munlock(s);
 	if (!s->removed) {
 		if (s->ds.key != IPC_PRIVATE)
@@ -281,7 +284,7 @@ static void seg_rmid(struct seg *s)
 		s->removed = true;
 	}
 	killpoint("rmid"); /* nameless, not freed yet */
-	if (!s->ds.nattch)
+	if (!seg_nattch(s))
 		seg_sysv_free(s);
 	else
 		publish(s);
@@ -295,6 +298,7 @@ void seg_fill_view(const struct seg *s, struct seg_view *v)
 {
 	v->serial = s->serial;
 	v->ds = s->ds;
+	v->ds.nattch = seg_nattch(s);
 	segmem_view(s, v);
 	v->removed = s->removed;
 	v->freed = s->freed;
@@ -592,6 +596,7 @@ static int seg_ctl_locked(struct perm_cred *c, struct shmfs_ctl *io)
 		if (io->cmd == SHM_STAT && (err = perm_check(c, &o, PERM_R)))
 			return err;
 		io->u.ds = s->ds;
+		io->u.ds.nattch = seg_nattch(s);
 		io->ret = s->ds.shmid;
 		return 0;
 	case IPC_STAT:
@@ -614,6 +619,7 @@ static int seg_ctl_locked(struct perm_cred *c, struct shmfs_ctl *io)
 		if ((err = perm_check(c, &o, PERM_R)))
 			return err;
 		io->u.ds = s->ds;
+		io->u.ds.nattch = seg_nattch(s);
 		return 0;
 	case IPC_SET:
 		if ((err = perm_owner(c, &o)))

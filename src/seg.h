@@ -27,6 +27,10 @@ struct seg_limits {
 /* Told of every change a client may read without asking (pubtab.c). */
 struct seg_publisher {
 	void (*set)(int slot, const struct shmfs_ds *ds, uint32_t perm_gen);
+	/* Optional: the counts part of slot's next set (which applies
+	 * both at once): base, and the records listed as its holders. */
+	void (*holders)(int slot, uint64_t base,
+			const struct shmfs_table_holder *h, uint32_t n);
 	void (*clear)(int slot);
 	void (*key_add)(key_t key, int slot);
 	void (*key_del)(key_t key, int slot);
@@ -121,9 +125,9 @@ uint64_t seg_view_bytes(const struct seg_view *v);
  * are part of what it takes over).
  */
 #ifndef SHMFS_TEST_OTHER_FORMAT
-#define SEG_TABLE_FORMAT (0x73686d7400020000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d7400030000ULL | SHMFS_PROTO_VERSION)
 #else /* build/progs/shmfs_other_format, which the tests try to upgrade to */
-#define SEG_TABLE_FORMAT (0x73686d74ff020000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d74ff030000ULL | SHMFS_PROTO_VERSION)
 #endif
 
 /* A new table, in a new persistent heap (its memfd: seg_heap_fd). */
@@ -238,6 +242,8 @@ int seg_handle_fd(const struct seg_handle *h);
 uint64_t seg_handle_offset(const struct seg_handle *h);
 uint64_t seg_handle_size(const struct seg_handle *h);
 int seg_detach(pid_t tgid, int shmid);
+/* shmdt by tgid, which took the attach from its tally's record already. */
+int seg_detach_tally(pid_t tgid, int shmid);
 int seg_session_open(uint64_t file, pid_t tgid);
 /* A session for a process that holds file but has none there. */
 int seg_session_start(uint64_t file, pid_t tgid);
@@ -247,6 +253,8 @@ void seg_session_id(uint64_t file, pid_t tgid, uint32_t *sid, uint32_t *gen);
  * (0: none, it cannot be opened); -ENOENT when there is no such
  * session. */
 int seg_tally_find(uint32_t sid, uint32_t gen, pid_t *tgid, int *backing);
+/* Its process opened it for writing: its attaches count there from now. */
+void seg_tally_opened(uint32_t sid, uint32_t gen);
 /* tgid closed file (FLUSH); the file itself is gone (RELEASE). */
 void seg_session_close(uint64_t file, pid_t tgid);
 void seg_file_released(uint64_t file);

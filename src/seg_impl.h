@@ -30,6 +30,21 @@
 struct seg_handle;
 struct fork_pending;
 struct proc;
+struct session;
+
+/*
+ * A session's record in its tally, bound to a segment (tally.c): the
+ * attaches it counts are the record's own, which its process writes.
+ */
+struct hold {
+	struct seg *seg;
+	struct session *sess;
+	uint32_t rec;
+	struct hold *s_next; /* in the segment's list */
+	struct hold *s_prev;
+	struct hold *h_next; /* in the session's list */
+};
+#define REC_WORDS ((SHMFS_TALLY_RECS + 63) / 64)
 
 struct ref {
 	struct seg *seg;
@@ -57,6 +72,10 @@ struct session {
 	int memfd; /* its tally, or -1 (none could be made, or lost) */
 	int backing; /* the tally's backing id, or 0: it cannot be opened */
 	uint32_t opens; /* its opens of the file, not yet closed */
+	/* Its process opened the tally for writing: attaches count there. */
+	bool counting;
+	uint64_t rec_used[REC_WORDS];
+	struct hold *holds;
 	struct session *p_next; /* in the process's list */
 	struct session *f_next; /* in the file's bucket */
 };
@@ -104,6 +123,7 @@ struct seg {
 	struct seg *key_next;
 	struct seg *serial_next;
 	struct ref *refs; /* its attaches, for user.shm.pids */
+	struct hold *holds; /* the records counting its other attaches */
 };
 
 /* A free range of the arena, in a list sorted by offset. */
@@ -275,6 +295,21 @@ static inline unsigned file_bucket(uint64_t file)
 struct session *session_new(pid_t tgid);
 void session_free(struct session *s);
 void tally_republish(void);
+/* Attaches counted in tallies (under the lock): a session's record of
+ * s, made and bound if it may count there (NULL: count a ref); the
+ * holders' sum, clamped; its end. */
+struct hold *hold_get(struct proc *p, struct seg *s);
+struct hold *hold_find(const struct proc *p, const struct seg *s);
+uint32_t hold_own(const struct hold *h);
+void hold_add(struct hold *h);
+uint64_t seg_nattch(const struct seg *s);
+uint64_t proc_tally_attaches(const struct proc *p);
+int hold_detach(const struct proc *p, int shmid, bool taken);
+/* The session's records go (before session_free); the segments whose
+ * count may have reached 0 are published or freed. */
+void holds_drop(struct session *s);
+void hold_unlink_seg(struct seg *s);
+void holds_publish(const struct seg *s);
 /* seg_fds and seg_fd_lost for the tallies' memfds (under the lock). */
 int tally_fds(int *fds, int max, int n);
 bool tally_fd_lost(int fd);

@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -110,8 +112,14 @@ struct session *session_new(pid_t tgid)
 	return s;
 }
 
+static void hold_unlink(struct hold *h);
+static void tally_unmap(const struct session *s);
+
 void session_free(struct session *s)
 {
+	while (s->holds) /* at seg_fini: nothing to publish */
+		hold_unlink(s->holds);
+	tally_unmap(s);
 	tally_drop(s);
 	sid_mark(s->sid, false);
 	T.by_sid[s->sid] = NULL;
@@ -179,4 +187,362 @@ void seg_session_id(uint64_t file, pid_t tgid, uint32_t *sid, uint32_t *gen)
 			*gen = s->gen;
 			return;
 		}
+}
+
+void seg_tally_opened(uint32_t sid, uint32_t gen)
+{
+	struct session *s;
+	TABLE_LOCK();
+
+	s = sid < SHMFS_TABLE_SESSIONS ? T.by_sid[sid] : NULL;
+	if (s && s->gen == gen && s->memfd >= 0)
+		s->counting = true;
+}
+
+/*
+ * The daemon's own mapping of each tally, made at its first need: not in
+ * the heap (a successor maps the memfds it adopted again), and never
+ * unmapped while the session lives, so a read needs no check.
+ */
+static struct {
+	uint32_t gen;
+	struct shmfs_tally *map;
+} maps[SHMFS_TABLE_SESSIONS];
+
+static struct shmfs_tally *tally_map(const struct session *s)
+{
+	void *m;
+
+	if (maps[s->sid].map && maps[s->sid].gen == s->gen)
+		return maps[s->sid].map;
+	if (maps[s->sid].map)
+		munmap(maps[s->sid].map, SHMFS_TALLY_SIZE);
+	maps[s->sid].map = NULL;
+	if (s->memfd < 0)
+		return NULL;
+	m = mmap(NULL, SHMFS_TALLY_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		 s->memfd, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	maps[s->sid].map = m;
+	maps[s->sid].gen = s->gen;
+	return m;
+}
+
+static void tally_unmap(const struct session *s)
+{
+	if (maps[s->sid].map) {
+		munmap(maps[s->sid].map, SHMFS_TALLY_SIZE);
+		maps[s->sid].map = NULL;
+	}
+}
+
+/* A value its process wrote: only ever read once, and clamped. */
+uint32_t hold_own(const struct hold *h)
+{
+	const struct shmfs_tally *t = tally_map(h->sess);
+	uint32_t own;
+
+	if (!t)
+		return 0;
+	own = __atomic_load_n(&t->rec[h->rec].own, __ATOMIC_ACQUIRE);
+	return own < SHMFS_TALLY_OWN_MAX ? own : SHMFS_TALLY_OWN_MAX;
+}
+
+/* The attach open: counted in the record before the open is answered. */
+void hold_add(struct hold *h)
+{
+	struct shmfs_tally *t = tally_map(h->sess);
+
+	if (t)
+		__atomic_fetch_add(&t->rec[h->rec].own, 1, __ATOMIC_RELEASE);
+}
+
+uint64_t seg_nattch(const struct seg *s)
+{
+	uint64_t n = s->ds.nattch;
+	const struct hold *h;
+
+	for (h = s->holds; h; h = h->s_next)
+		n += hold_own(h);
+	return n;
+}
+
+uint64_t proc_tally_attaches(const struct proc *p)
+{
+	const struct session *s;
+	const struct hold *h;
+	uint64_t n = 0;
+
+	for (s = p->sessions; s; s = s->p_next)
+		for (h = s->holds; h; h = h->h_next)
+			n += hold_own(h);
+	return n;
+}
+
+struct hold *hold_find(const struct proc *p, const struct seg *s)
+{
+	const struct session *ss;
+	struct hold *h;
+
+	for (ss = p->sessions; ss; ss = ss->p_next)
+		for (h = ss->holds; h; h = h->h_next)
+			if (h->seg == s)
+				return h;
+	return NULL;
+}
+
+static int rec_alloc(struct session *s)
+{
+	uint32_t w;
+
+	for (w = 0; w < REC_WORDS; w++) {
+		uint64_t free = ~s->rec_used[w];
+		uint32_t rec;
+
+		if (!free)
+			continue;
+		rec = w * 64 + (uint32_t)__builtin_ctzll(free);
+		if (rec >= SHMFS_TALLY_RECS)
+			return -1;
+		s->rec_used[w] |= 1ULL << (rec % 64);
+		return (int)rec;
+	}
+	return -1;
+}
+
+/* The hold of p on s, bound now if p counts in a tally and has room. */
+struct hold *hold_get(struct proc *p, struct seg *s)
+{
+	struct shmfs_tally *t;
+	struct session *ss;
+	struct hold *h = hold_find(p, s);
+	int rec;
+
+	if (h)
+		return h;
+	for (ss = p->sessions; ss && !ss->counting; ss = ss->p_next)
+		;
+	if (!ss || !(t = tally_map(ss)))
+		return NULL;
+	h = pcalloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	rec = rec_alloc(ss);
+	if (rec < 0) {
+		pfree(h);
+		return NULL;
+	}
+	/* whatever its process left there counts for nothing */
+	__atomic_store_n(&t->rec[rec].own, 0, __ATOMIC_RELAXED);
+	h->seg = s;
+	h->sess = ss;
+	h->rec = (uint32_t)rec;
+	h->h_next = ss->holds;
+	ss->holds = h;
+	h->s_next = s->holds;
+	if (s->holds)
+		s->holds->s_prev = h;
+	s->holds = h;
+	return h;
+}
+
+static void hold_unlink(struct hold *h)
+{
+	struct session *ss = h->sess;
+	struct hold **pp;
+
+	for (pp = &ss->holds; *pp != h; pp = &(*pp)->h_next)
+		;
+	*pp = h->h_next;
+	if (h->s_prev)
+		h->s_prev->s_next = h->s_next;
+	else
+		h->seg->holds = h->s_next;
+	if (h->s_next)
+		h->s_next->s_prev = h->s_prev;
+	ss->rec_used[h->rec / 64] &= ~(1ULL << (h->rec % 64));
+	pfree(h);
+}
+
+/* The segment's shmid is freed: no record counts for it any more. */
+void hold_unlink_seg(struct seg *s)
+{
+	while (s->holds)
+		hold_unlink(s->holds);
+}
+
+void holds_drop(struct session *ss)
+{
+	pid_t tgid = ss->proc->tgid;
+
+	while (ss->holds) {
+		struct hold *h = ss->holds;
+		struct seg *s = h->seg;
+		bool had = hold_own(h) > 0;
+
+		hold_unlink(h);
+		if (had) {
+			s->ds.dtime = seg_now();
+			s->ds.lpid = tgid;
+		}
+		if (s->removed && !s->freed && !seg_nattch(s))
+			seg_sysv_free(s);
+		else
+			publish(s);
+	}
+	tally_unmap(ss);
+}
+
+/* The counts part of a publish: base and the holders of s. */
+void holds_publish(const struct seg *s)
+{
+	struct shmfs_table_holder list[64], *big = NULL, *l = list;
+	const struct hold *h;
+	uint32_t n = 0, i = 0;
+
+	if (!Tcfg.pub || !Tcfg.pub->holders)
+		return;
+	for (h = s->holds; h; h = h->s_next)
+		n++;
+	if (n > 64) {
+		big = calloc(n, sizeof(*big));
+		if (!big)
+			n = 64; /* the rest are not shown: never more */
+		else
+			l = big;
+	}
+	for (h = s->holds; h && i < n; h = h->s_next, i++) {
+		l[i].sid = h->sess->sid;
+		l[i].gen = h->sess->gen;
+		l[i].rec = h->rec;
+		l[i].next = 0;
+	}
+	Tcfg.pub->holders(s->slot, s->ds.nattch, l, n);
+	free(big);
+}
+
+/* The daemon takes one from the record: for a process that could not
+ * tell which record counts its attach. */
+static bool hold_take(const struct hold *h)
+{
+	struct shmfs_tally *t = tally_map(h->sess);
+	uint32_t v;
+
+	if (!t)
+		return false;
+	v = __atomic_load_n(&t->rec[h->rec].own, __ATOMIC_RELAXED);
+	do {
+		if (!v)
+			return false;
+	} while (!__atomic_compare_exchange_n(&t->rec[h->rec].own, &v, v - 1,
+					      false, __ATOMIC_ACQ_REL,
+					      __ATOMIC_RELAXED));
+	return true;
+}
+
+/* shmdt of shmid by p, counted in its record (taken: it took the attach
+ * from the record already). */
+int hold_detach(const struct proc *p, int shmid, bool taken)
+{
+	struct seg *s = seg_find_id(shmid);
+	struct hold *h = s && !s->freed ? hold_find(p, s) : NULL;
+
+	if (!h || (!taken && !hold_take(h)))
+		return -EINVAL;
+	s->ds.dtime = seg_now();
+	s->ds.lpid = p->tgid;
+	if (s->removed && !seg_nattch(s))
+		seg_sysv_free(s);
+	else
+		publish(s);
+	return 0;
+}
+
+int seg_detach_tally(pid_t tgid, int shmid)
+{
+	const struct proc *p;
+	TABLE_LOCK();
+
+	for (p = T.procs[(unsigned)tgid & (PROC_BUCKETS - 1)];
+	     p && p->tgid != tgid; p = p->next)
+		;
+	return p ? hold_detach(p, shmid, true) : -EINVAL;
+}
+
+/* ---- who is attached ---- */
+
+struct pid_count {
+	pid_t pid;
+	uint64_t n;
+};
+
+static int cmp_pid(const void *a, const void *b)
+{
+	pid_t x = ((const struct pid_count *)a)->pid;
+	pid_t y = ((const struct pid_count *)b)->pid;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * "pid:count pid:count": every process holding an attach, by pid.  A
+ * child that has not yet claimed what it inherited at fork is counted
+ * under its parent, for the moment in between.  A record's count is
+ * its process's own, clamped: it can change no one else's.
+ */
+int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
+{
+	struct pid_count *pc;
+	const struct hold *h;
+	struct perm_obj o;
+	struct seg *s;
+	struct ref *r;
+	size_t n = 0, i, len = 0, size;
+	char *out;
+	TABLE_READ();
+
+	s = serial_find(serial);
+	if (!s || s->freed)
+		return -ENOENT;
+	/* Who is attached is not part of what IPC_STAT shows (the kernel
+	 * shows no attacher's pid to anyone): the owner's and root's. */
+	o = seg_perm(s);
+	if (perm_owner(c, &o))
+		return -EACCES;
+	for (h = s->holds; h; h = h->s_next)
+		n++;
+	n += s->ds.nattch;
+	pc = malloc(sizeof(*pc) * (n + 1));
+	size = 32 * (n + 1);
+	out = malloc(size);
+	if (!pc || !out) {
+		free(pc);
+		free(out);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (r = s->refs; r; r = r->s_next)
+		pc[n++] = (struct pid_count){
+			r->proc ? r->proc->tgid : r->fp->parent, 1
+		};
+	for (h = s->holds; h; h = h->s_next)
+		if ((pc[n].n = hold_own(h)))
+			pc[n++].pid = h->sess->proc->tgid;
+	qsort(pc, n, sizeof(*pc), cmp_pid);
+	out[0] = '\0';
+	for (i = 0; i < n;) {
+		uint64_t sum = 0;
+		size_t j = i;
+
+		for (; j < n && pc[j].pid == pc[i].pid; j++)
+			sum += pc[j].n;
+		len += (size_t)snprintf(out + len, size - len, "%s%d:%llu",
+					len ? " " : "", (int)pc[i].pid,
+					(unsigned long long)sum);
+		i = j;
+	}
+	free(pc);
+	*text = out;
+	return 0;
 }

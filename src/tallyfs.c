@@ -86,5 +86,7 @@ void tallyfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fi->fh = 0; /* nothing of the daemon's: RELEASE finds no file */
 	fi->noflush = 1;
+	if (accmode != O_RDONLY)
+		seg_tally_opened(sid, gen);
 	pt_reply_open(req, fi, backing);
 }

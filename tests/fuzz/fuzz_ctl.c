@@ -996,7 +996,7 @@ static void op_detach(uint8_t op, struct caller *k)
 
 	rd(&d, sizeof(d));
 	if (op & STEER_A)
-		d.shmid = pick_shmid((uint8_t)d.pad, d.shmid);
+		d.shmid = pick_shmid((uint8_t)d.flags, d.shmid);
 	take_snap(&before);
 	err = seg_detach(k->pid, d.shmid);
 	m = m_find(d.shmid);
