@@ -134,12 +134,7 @@ static void ref_detach(struct ref *r, pid_t lpid)
 	pfree(r);
 	T.nrefs--;
 	s->ds.nattch--;
-	s->ds.dtime = seg_now();
-	s->ds.lpid = lpid;
-	if (s->removed && !s->freed && !seg_nattch(s))
-		seg_sysv_free(s);
-	else
-		publish(s);
+	seg_detached(s, lpid);
 }
 
 /* Undo a pending fork: each of its refs is a detach. */

@@ -303,6 +303,7 @@ struct hold *hold_find(const struct proc *p, const struct seg *s);
 uint32_t hold_own(const struct hold *h);
 void hold_add(struct hold *h);
 uint64_t seg_nattch(const struct seg *s);
+void seg_detached(struct seg *s, pid_t lpid);
 uint64_t proc_tally_attaches(const struct proc *p);
 int hold_detach(const struct proc *p, int shmid, bool taken);
 /* The session's records go (before session_free); the segments whose

@@ -258,6 +258,20 @@ void hold_add(struct hold *h)
 		__atomic_fetch_add(&t->rec[h->rec].own, 1, __ATOMIC_RELEASE);
 }
 
+/* After a detach by lpid (0: none, a record that counted nothing went):
+ * a removed segment nobody holds any more goes, as on Linux. */
+void seg_detached(struct seg *s, pid_t lpid)
+{
+	if (lpid) {
+		s->ds.dtime = seg_now();
+		s->ds.lpid = lpid;
+	}
+	if (s->removed && !s->freed && !seg_nattch(s))
+		seg_sysv_free(s);
+	else
+		publish(s);
+}
+
 uint64_t seg_nattch(const struct seg *s)
 {
 	uint64_t n = s->ds.nattch;
@@ -382,14 +396,7 @@ void holds_drop(struct session *ss)
 		bool had = hold_own(h) > 0;
 
 		hold_unlink(h);
-		if (had) {
-			s->ds.dtime = seg_now();
-			s->ds.lpid = tgid;
-		}
-		if (s->removed && !s->freed && !seg_nattch(s))
-			seg_sysv_free(s);
-		else
-			publish(s);
+		seg_detached(s, had ? tgid : 0);
 	}
 	tally_unmap(ss);
 }
@@ -450,12 +457,7 @@ int hold_detach(const struct proc *p, int shmid, bool taken)
 
 	if (!h || (!taken && !hold_take(h)))
 		return -EINVAL;
-	s->ds.dtime = seg_now();
-	s->ds.lpid = p->tgid;
-	if (s->removed && !seg_nattch(s))
-		seg_sysv_free(s);
-	else
-		publish(s);
+	seg_detached(s, p->tgid);
 	return 0;
 }
 
