@@ -118,8 +118,11 @@ struct shmfs_hello {
 	 * its generation, as the published table's sessions[sid] shows */
 	uint32_t sid;
 	uint32_t gen;
-	uint32_t pad;
+	uint32_t flags; /* out: SHMFS_HELLO_TALLY */
 };
+
+/* The session has a tally its process can open (passthrough). */
+#define SHMFS_HELLO_TALLY 1
 
 struct shmfs_get {
 	int32_t key; /* in */

@@ -134,7 +134,14 @@ struct attach *att_insert(struct attach *a)
  * counted it (the program closed our control node, which ended the
  * session); ENOTCONN, that the daemon is gone.
  */
-void detach_count(int shmid, unsigned int session, int locked)
+/*
+ * One attach of shmid ends.  Counted in record rec of our tally: take it
+ * from there first, then tell the daemon (which frees a removed segment
+ * nobody holds any more); otherwise the daemon takes it from whatever
+ * counts it (a ref, or the record we could not find).
+ */
+void detach_count(int shmid, unsigned int session,
+		  const struct my_tally *tm, int rec, int locked)
 {
 	struct shmfs_detach d = { .shmid = shmid };
 	int fd = atomic_load_explicit(&ctl_fd, memory_order_acquire);
@@ -144,6 +151,11 @@ void detach_count(int shmid, unsigned int session, int locked)
 	/* an attach of an ended session is no longer counted */
 	if (fd < 0 || session != atomic_load(&session_gen))
 		return;
+	/* the tally of a session that ended is no longer ours */
+	if (rec >= 0 && tm && tm == tally_mine()) {
+		tally_sub(tm, (uint32_t)rec);
+		d.flags = SHMFS_DETACH_TALLY;
+	}
 	r = ctl_ioctl_fd(fd, SHMFS_IOC_DETACH, &d, locked);
 	if (r < 0)
 		dbg("shmid %d: SHMFS_IOC_DETACH: %s", shmid,
@@ -158,7 +170,8 @@ void detach_list(struct attach *list)
 		next = list->right;
 		dbg("detaching shmid %d at %#lx: its start was mapped over",
 		    list->shmid, (unsigned long)list->addr);
-		detach_count(list->shmid, list->session, 0);
+		detach_count(list->shmid, list->session, list->tm, list->rec,
+			     0);
 		free(list);
 	}
 }

@@ -34,6 +34,16 @@
 /* What the library exports; every other name is hidden. */
 #define SHMFS_EXPORT __attribute__((visibility("default")))
 
+/* tally.c: our own tally (docs/attach-design.md 3.3) */
+struct my_tally {
+	struct shmfs_tally *t;
+	uint32_t sid, gen;
+	unsigned int session; /* session_gen's value when it began */
+	/* every one this process made, which attachments may still name:
+	 * never freed (a few bytes per session) */
+	struct my_tally *older;
+};
+
 /*
  * One attachment.  The table is a treap ordered by address rather than a
  * hash: shmat must find every record that the new mapping overlaps (left
@@ -45,6 +55,9 @@ struct attach {
 	size_t len; /* whole pages, as mapped */
 	int shmid;
 	unsigned int session; /* the daemon counts it only in this session */
+	/* the record of our tally tm that counts it, or -1 */
+	const struct my_tally *tm;
+	int rec;
 	uint32_t prio;
 	struct attach *left, *right;
 };
@@ -81,13 +94,24 @@ int start_session(void);
 int table_open(const char *root);
 int table_shmget(key_t key, size_t size, int shmflg, int *id);
 int table_stat(int id, int cmd, struct shmfs_ds *d, int *ret);
+/* The record of session sid.gen that counts its attaches of shmid, or
+ * -1. */
+int table_rec_of(int shmid, uint32_t sid, uint32_t gen);
+
+/* tally.c */
+void tally_start(const struct shmfs_hello *h, unsigned int session);
+void tally_forget(void);
+const struct my_tally *tally_mine(void);
+void tally_sub(const struct my_tally *m, uint32_t rec);
+const struct shmfs_tally *tally_peer(uint32_t sid, uint32_t gen);
 
 /* attachments.c: callers hold att_lock */
 extern pthread_mutex_t att_lock;
 extern size_t att_count;
 struct attach *att_take(uintptr_t addr);
 struct attach *att_insert(struct attach *a);
-void detach_count(int shmid, unsigned int session, int locked);
+void detach_count(int shmid, unsigned int session,
+		  const struct my_tally *tm, int rec, int locked);
 void detach_list(struct attach *list);
 
 /* fork.c: a shmat or shmdt in progress holds off fork */

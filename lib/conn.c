@@ -125,7 +125,8 @@ int fd_still(int fd, const struct fd_ident *want)
 }
 
 /* Opens and checks ROOT/.ctl: 0, or -ENOSYS with the reason in debug. */
-static int open_ctl(const char *root, int *out, struct fd_ident *ident)
+static int open_ctl(const char *root, int *out, struct fd_ident *ident,
+		    struct shmfs_hello *sess)
 {
 	struct shmfs_hello hello;
 	char path[PATH_MAX];
@@ -163,6 +164,7 @@ static int open_ctl(const char *root, int *out, struct fd_ident *ident)
 		dbg("daemon page size %u differs from ours (%zu)",
 		    hello.page_size, page_size);
 	daemon_pid = hello.daemon_pid;
+	*sess = hello;
 	if (fd_ident_of(fd, ident) < 0) {
 		init_fail(path, "statx", errno);
 		goto fail;
@@ -200,6 +202,7 @@ static int init_locked(void)
 {
 	const char *root = env_get("SHMFS_ROOT");
 	long ps = sysconf(_SC_PAGESIZE);
+	struct shmfs_hello h;
 	int fd = -1, dfd = -1;
 
 	debug = env_flag("SHMFS_DEBUG");
@@ -208,7 +211,7 @@ static int init_locked(void)
 		root = DEFAULT_ROOT;
 	if (strlen(root) >= sizeof(root_path))
 		return init_fail(root, "path too long", ENAMETOOLONG);
-	if (open_ctl(root, &fd, &ctl_ident) < 0)
+	if (open_ctl(root, &fd, &ctl_ident, &h) < 0)
 		return -ENOSYS;
 	if (open_id_dir(root, &dfd, &id_ident) < 0) {
 		close(fd);
@@ -217,6 +220,7 @@ static int init_locked(void)
 	strcpy(root_path, root);
 	dbg("using %s%s", root,
 	    table_open(root) ? ", with its published table" : "");
+	tally_start(&h, atomic_load(&session_gen));
 	atomic_store_explicit(&id_fd, dfd, memory_order_release);
 	/* Publishes the rest along with the descriptor. */
 	atomic_store_explicit(&ctl_fd, fd, memory_order_release);
@@ -237,6 +241,7 @@ static int recover_locked(int used)
 	int ctl = atomic_load_explicit(&ctl_fd, memory_order_relaxed);
 	int idd = atomic_load_explicit(&id_fd, memory_order_relaxed);
 	int fd = -1, replaced = 0;
+	struct shmfs_hello h;
 
 	if (ctl < 0)
 		return -ENOSYS;
@@ -252,9 +257,9 @@ static int recover_locked(int used)
 	if (!fd_still(ctl, &ctl_ident)) {
 		/* The old session ended with that close: the daemon has
 		 * counted every attach of ours as detached. */
-		if (open_ctl(root_path, &fd, &ctl_ident) < 0)
+		if (open_ctl(root_path, &fd, &ctl_ident, &h) < 0)
 			goto lost;
-		atomic_fetch_add(&session_gen, 1);
+		tally_start(&h, atomic_fetch_add(&session_gen, 1) + 1);
 		atomic_store_explicit(&ctl_fd, fd, memory_order_release);
 		replaced = 1;
 	}
@@ -346,7 +351,7 @@ int start_session(void)
 	memset(&h, 0, sizeof(h));
 	r = ctl_ioctl_fd(fd, SHMFS_IOC_SESSION, &h, 0);
 	if (r == 0) {
-		atomic_fetch_add(&session_gen, 1);
+		tally_start(&h, atomic_fetch_add(&session_gen, 1) + 1);
 		return 1;
 	}
 	r = recover(fd);

@@ -120,6 +120,7 @@ static void atfork_child(void)
 	 * before fork; the condition variable may hold waiters that stayed
 	 * in the parent, so it starts afresh.
 	 */
+	tally_forget(); /* its mapping stayed with the parent */
 	pthread_cond_init(&fork_cond, NULL);
 	forks_waiting = 0;
 	active_calls = 0;

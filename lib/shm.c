@@ -105,7 +105,7 @@ static int open_attach(int shmid, int oflags, int *out, uint64_t *size,
 			close(fd);
 			/* the attach was counted: undo it */
 			if (r != -EXDEV)
-				detach_count(shmid, session, 0);
+				detach_count(shmid, session, NULL, -1, 0);
 		}
 		if (tries)
 			break;
@@ -131,8 +131,10 @@ static int attach_active(int shmid, uintptr_t addr, int fixed, int shmflg,
 	int oflags = SHMFS_ATTACH_FLAGS | O_CLOEXEC;
 	int prot = PROT_READ, mflags = MAP_SHARED;
 	struct attach *a, *gone;
+	const struct my_tally *tm;
 	unsigned int a_session = 0;
 	uint64_t size = 0;
+	int rec = -1;
 	ino_t ino = 0;
 	void *p;
 	size_t len;
@@ -155,6 +157,10 @@ static int attach_active(int shmid, uintptr_t addr, int fixed, int shmflg,
 	r = open_attach(shmid, oflags, &fd, &size, &ino, &a_session);
 	if (r < 0)
 		return r;
+	/* the daemon counted the open in our tally if it lists our record */
+	tm = tally_mine();
+	if (tm && tm->session == a_session)
+		rec = table_rec_of(shmid, tm->sid, tm->gen);
 	if (size > SIZE_MAX - page_size) {
 		r = -ENOMEM;
 		goto out_close;
@@ -189,6 +195,8 @@ static int attach_active(int shmid, uintptr_t addr, int fixed, int shmflg,
 	a->len = len;
 	a->shmid = shmid;
 	a->session = a_session;
+	a->tm = tm;
+	a->rec = rec;
 	pthread_mutex_lock(&att_lock);
 	gone = att_insert(a);
 	pthread_mutex_unlock(&att_lock);
@@ -202,7 +210,7 @@ out_free:
 out_close:
 	close(fd);
 	/* the open was counted as an attach */
-	detach_count(shmid, a_session, 0);
+	detach_count(shmid, a_session, tm, rec, 0);
 	return r;
 }
 
@@ -281,7 +289,7 @@ static int do_shmdt(const void *shmaddr)
 		goto out;
 	}
 	/* The daemon counts the detach before the ioctl returns. */
-	detach_count(a->shmid, a->session, 0);
+	detach_count(a->shmid, a->session, a->tm, a->rec, 0);
 	free(a);
 	r = 0;
 out:

@@ -106,14 +106,52 @@ static const struct shmfs_table *table_live(void)
 	return table;
 }
 
-/* One entry, consistent, or -EAGAIN while the daemon keeps writing it. */
+/*
+ * nattch as the entry's readers sum it (docs/attach-design.md 4.6): base
+ * plus each listed record's own, clamped.  Inside the entry's seq
+ * section: a torn chain is caught by the caller's second look at seq.
+ * -ENOENT: a listed tally cannot be read here.
+ */
+static int entry_nattch(const struct shmfs_table *t,
+			const struct shmfs_table_entry *e, uint64_t *n)
+{
+	uint32_t idx = __atomic_load_n(&e->holders, __ATOMIC_RELAXED);
+	uint64_t sum = __atomic_load_n(&e->base, __ATOMIC_RELAXED);
+	uint32_t steps = 0;
+
+	while (idx && idx <= SHMFS_TABLE_HOLDERS &&
+	       steps++ < SHMFS_TABLE_SESSIONS) {
+		const struct shmfs_table_holder *h = &t->holders[idx - 1];
+		uint32_t sid = __atomic_load_n(&h->sid, __ATOMIC_RELAXED);
+		uint32_t gen = __atomic_load_n(&h->gen, __ATOMIC_RELAXED);
+		uint32_t rec = __atomic_load_n(&h->rec, __ATOMIC_RELAXED);
+		const struct shmfs_tally *tl;
+		uint32_t own;
+
+		idx = __atomic_load_n(&h->next, __ATOMIC_RELAXED);
+		if (rec >= SHMFS_TALLY_RECS)
+			return -EAGAIN;
+		tl = tally_peer(sid, gen);
+		if (!tl)
+			return -ENOENT;
+		own = __atomic_load_n(&tl->rec[rec].own, __ATOMIC_ACQUIRE);
+		sum += own < SHMFS_TALLY_OWN_MAX ? own : SHMFS_TALLY_OWN_MAX;
+	}
+	*n = sum;
+	return 0;
+}
+
+/*
+ * One entry, consistent, or -EAGAIN while the daemon keeps writing it;
+ * with nattch, its sum too (1: the daemon must answer).
+ */
 static int table_entry(const struct shmfs_table *t, int slot,
-		       struct shmfs_ds *ds, uint32_t *live)
+		       struct shmfs_ds *ds, uint32_t *live, uint64_t *nattch)
 {
 	const struct shmfs_table_entry *e = &t->entries[slot];
 	const uint64_t *src = (const uint64_t *)(const void *)&e->ds;
 	uint64_t words[sizeof(*ds) / 8];
-	int tries;
+	int tries, counted = 0;
 	size_t i;
 
 	for (tries = 0; tries < 1000; tries++) {
@@ -124,13 +162,57 @@ static int table_entry(const struct shmfs_table *t, int slot,
 		*live = __atomic_load_n(&e->live, __ATOMIC_RELAXED);
 		for (i = 0; i < sizeof(words) / 8; i++)
 			words[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+		if (nattch)
+			counted = entry_nattch(t, e, nattch);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
-		if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) == s1) {
-			memcpy(ds, words, sizeof(*ds));
-			return 0;
-		}
+		if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != s1 ||
+		    counted == -EAGAIN)
+			continue;
+		memcpy(ds, words, sizeof(*ds));
+		return counted < 0 ? 1 : 0;
 	}
 	return -EAGAIN;
+}
+
+int table_rec_of(int shmid, uint32_t sid, uint32_t gen)
+{
+	const struct shmfs_table *t = table_live();
+	const struct shmfs_table_entry *e;
+	int tries;
+
+	if (!t || shmid < 0)
+		return -1;
+	e = &t->entries[shmid & (SHMFS_MAX_SLOTS - 1)];
+	for (tries = 0; tries < 1000; tries++) {
+		uint32_t s1 = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+		uint32_t idx, steps = 0;
+		int rec = -1;
+
+		if (s1 & 1)
+			continue;
+		if (__atomic_load_n(&e->ds.shmid, __ATOMIC_RELAXED) != shmid)
+			return -1;
+		idx = __atomic_load_n(&e->holders, __ATOMIC_RELAXED);
+		while (idx && idx <= SHMFS_TABLE_HOLDERS &&
+		       steps++ < SHMFS_TABLE_SESSIONS) {
+			const struct shmfs_table_holder *h =
+				&t->holders[idx - 1];
+
+			if (__atomic_load_n(&h->sid, __ATOMIC_RELAXED) == sid &&
+			    __atomic_load_n(&h->gen, __ATOMIC_RELAXED) == gen) {
+				rec = (int)__atomic_load_n(&h->rec,
+							   __ATOMIC_RELAXED);
+				break;
+			}
+			idx = __atomic_load_n(&h->next, __ATOMIC_RELAXED);
+		}
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) == s1)
+			return rec >= 0 && (uint32_t)rec < SHMFS_TALLY_RECS
+				       ? rec
+				       : -1;
+	}
+	return -1;
 }
 
 /* The slot of a live key, -ENOENT, or -EAGAIN. */
@@ -217,7 +299,7 @@ int table_shmget(key_t key, size_t size, int shmflg, int *id)
 	if (!t || key == IPC_PRIVATE)
 		return 1;
 	slot = table_key_slot(t, key);
-	if (slot < 0 || table_entry(t, slot, &d, &live) < 0 || !live ||
+	if (slot < 0 || table_entry(t, slot, &d, &live, NULL) < 0 || !live ||
 	    d.key != key)
 		return 1;
 	if ((shmflg & (IPC_CREAT | IPC_EXCL)) == (IPC_CREAT | IPC_EXCL))
@@ -238,11 +320,14 @@ int table_shmget(key_t key, size_t size, int shmflg, int *id)
 int table_stat(int id, int cmd, struct shmfs_ds *d, int *ret)
 {
 	const struct shmfs_table *t = table_live();
+	uint64_t nattch = 0;
 	uint32_t live;
 	int r;
 
-	if (!t || table_entry(t, id & (SHMFS_MAX_SLOTS - 1), d, &live) < 0)
+	if (!t || table_entry(t, id & (SHMFS_MAX_SLOTS - 1), d, &live,
+			      &nattch) != 0)
 		return 1;
+	d->nattch = nattch;
 	if (!live || (cmd == IPC_STAT && d->shmid != id))
 		return -EINVAL;
 	if (cmd != SHM_STAT_ANY && (r = table_perm(d, 4)) < 0)

@@ -23,12 +23,17 @@ struct ctl_req {
 static int ctl_hello(struct ctl_req *r, void *io)
 {
 	struct shmfs_hello *h = io;
+	int backing = 0;
+	pid_t tgid;
 
 	h->version = SHMFS_PROTO_VERSION;
 	h->page_size = (uint32_t)O.page_size;
 	h->daemon_pid = (int32_t)O.table_pid; /* the published table's too */
 	seg_session_id(r->file, r->c.pid, &h->sid, &h->gen);
-	h->pad = 0;
+	h->flags = h->sid && !seg_tally_find(h->sid, h->gen, &tgid, &backing) &&
+				   backing
+			   ? SHMFS_HELLO_TALLY
+			   : 0;
 	return 0;
 }
 

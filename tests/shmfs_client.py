@@ -54,7 +54,7 @@ ID_SHIFT = 15
 MAX_SLOTS = 1 << ID_SHIFT
 
 # Struct layouts, native byte order and alignment ('@'), field for field.
-HELLO = struct.Struct("@IIiIII")  # version, page_size, daemon_pid, sid, gen, pad
+HELLO = struct.Struct("@IIiIII")  # version, page_size, daemon_pid, sid, gen, flags
 GET = struct.Struct("@iiQii")
 DS = struct.Struct("@iiIIIIIIQqqqiiQ")
 DS_FIELDS = ("key", "shmid", "uid", "gid", "cuid", "cgid", "mode", "seq",
