@@ -489,11 +489,20 @@ def shmbench(side, args, mount=None, on_sync=None, daemon_cpu=False):
 
 # ---------------------------------------------------------------- groups
 
+HOLDERS = (1, 8, 64)
+
+
 def group_control(res, p, side, rnd, mount):
     out = shmbench(side, ["ctl", p.calls], mount)
     for name, label in CTL_ROWS:
         res.put("ctl." + name, "%s (µs/call)" % label, side, rnd,
                 out.get("ctl." + name))
+    out = shmbench(side, ["holders", ",".join(map(str, HOLDERS)), p.calls],
+                   mount)
+    for h in HOLDERS:
+        res.put("holders.%d" % h,
+                "shmctl IPC_STAT, %d holding processes (ns/call)" % h,
+                side, rnd, out.get("holders.%d.ipc_stat" % h))
 
 
 def per_call_text(d):

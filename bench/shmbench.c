@@ -363,6 +363,85 @@ static void mode_ctl(unsigned long n)
 	seg_remove(&s);
 }
 
+/*
+ * ns per IPC_STAT of a segment that h processes hold (h in COUNTS): each
+ * holder is a process of its own, forked before anyone attached, so
+ * that each attaches in a session (and on shmfs a tally) of its own.
+ * The first calls map the holders' tallies (shmfs); only later ones are
+ * timed.
+ */
+static void holders_once(unsigned long h, unsigned long n)
+{
+	struct seg s = seg_create(key_base + 3, page);
+	unsigned long i, warm = n / 10 < 1000 ? n / 10 : 1000;
+	struct shmid_ds ds;
+	pid_t *kids = calloc(h, sizeof(*kids));
+	char name[64], c;
+	int go[2], ready[2];
+	uint64_t t0;
+	void *mine;
+
+	if (!kids || pipe(go) < 0 || pipe(ready) < 0)
+		die("holders: setup");
+	for (i = 1; i < h; i++) {
+		kids[i] = fork();
+		if (kids[i] < 0)
+			die("fork");
+		if (kids[i] == 0) {
+			void *p;
+
+			in_child = 1;
+			close(go[1]);
+			p = B->at(s.id, NULL, 0);
+			c = p == (void *)-1 ? 'f' : 'r';
+			if (write(ready[1], &c, 1) != 1)
+				_exit(1);
+			/* hold until the parent closes go */
+			while (read(go[0], &c, 1) > 0)
+				;
+			_exit(0);
+		}
+	}
+	for (i = 1; i < h; i++)
+		if (read(ready[0], &c, 1) != 1 || c != 'r')
+			die("holders: a child could not attach");
+	mine = attach(s.id);
+	for (i = 0; i < warm; i++)
+		if (B->ctl(s.id, IPC_STAT, &ds) < 0)
+			die("shmctl(IPC_STAT)");
+	if (ds.shm_nattch != h) {
+		errno = 0;
+		die("holders: nattch %lu, not %lu", (unsigned long)ds.shm_nattch,
+		    h);
+	}
+	t0 = now_ns();
+	for (i = 0; i < n; i++)
+		B->ctl(s.id, IPC_STAT, &ds);
+	snprintf(name, sizeof(name), "holders.%lu.ipc_stat", h);
+	result(name, "%.1f", (double)(now_ns() - t0) / (double)n);
+	close(go[1]);
+	close(go[0]);
+	for (i = 1; i < h; i++)
+		waitpid(kids[i], NULL, 0);
+	close(ready[0]);
+	close(ready[1]);
+	free(kids);
+	detach(mine);
+	seg_remove(&s);
+}
+
+static void mode_holders(const char *counts, unsigned long n)
+{
+	char *list = strdup(counts), *tok, *save = NULL;
+
+	if (!list)
+		die("strdup");
+	for (tok = strtok_r(list, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save))
+		holders_once(parse_ul(tok, "COUNT"), n);
+	free(list);
+}
+
 /* ---- 2. exactly n calls of one kind between @ready and @done ---- */
 
 enum count_op { C_GET, C_CREATE, C_AT, C_DT, C_DTDIRTY, C_RMID, C_CTL };
@@ -863,6 +942,8 @@ static void usage(void)
 		"usage: shmbench -b kernel|shmfs [-k KEYBASE] [-p DAEMONPID] "
 		"MODE ARGS\n"
 		"  ctl N                   µs per call of each control call\n"
+		"  holders COUNTS N        ns per IPC_STAT with each count of "
+		"holding processes\n"
 		"  count KIND N            N calls of KIND (get create at dt "
 		"dtdirty stat set rmid\n"
 		"                          info shminfo shmstat lock unlock) "
@@ -918,6 +999,8 @@ int main(int argc, char **argv)
 	argv += optind;
 	if (!strcmp(mode, "ctl") && argc == 1)
 		mode_ctl(parse_ul(argv[0], "N"));
+	else if (!strcmp(mode, "holders") && argc == 2)
+		mode_holders(argv[0], parse_ul(argv[1], "N"));
 	else if (!strcmp(mode, "count") && argc == 2)
 		mode_count(argv[0], parse_ul(argv[1], "N"));
 	else if (!strcmp(mode, "firsttouch") && argc == 1)
