@@ -24,7 +24,9 @@
  *
  * Attach: with a session, open .id/<shmid> with SHMFS_ATTACH_FLAGS added
  * to O_RDONLY (SHM_RDONLY) or O_RDWR; the daemon checks SysV read (and
- * write) permission and counts one attach for the calling process; mmap
+ * write) permission and counts one attach for the calling process (in a
+ * record of its tally once it has opened that for writing: struct
+ * shmfs_tally below); mmap
  * the descriptor and close it (the mapping keeps the memory).  Without a
  * session the open fails with EPROTO: a process that inherited .ctl
  * without the fork protocol (forked before it had attachments) starts

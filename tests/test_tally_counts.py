@@ -13,6 +13,7 @@ import pytest
 
 import shmfs_client as sc
 from shmfs_client import IPC_CREAT
+from test_failover import new_server
 from test_lib import build_dir, built, preload_env
 from test_table_v2 import table  # noqa: F401 (a fixture)
 
@@ -263,6 +264,28 @@ def test_no_passthrough_counts_in_the_daemon(shmfs_factory):
     finally:
         s.close()
         t.close()
+
+
+def test_counts_in_records_survive_a_killed_server(shmfs, table, steps):
+    """The records' binding is in the daemon's heap and their counts in
+    tallies the holder keeps: a successor lists the same holders, sums
+    the same counts, and takes the next shmdt from the same record."""
+    shmfs.expect_exit = -signal.SIGKILL
+    s, watcher = steps(), steps()
+    shmid = s.value("get", KEY)
+    s("at", shmid)
+    s("at", shmid)
+    before = holders(table, shmid)
+    old = shmfs.server_pid()
+    os.kill(old, signal.SIGKILL)
+    new_server(shmfs, old)
+    assert holders(table, shmid) == before
+    assert counts(shmfs, shmid, s, watcher) == [2] * 5
+    s("dt")
+    assert counts(shmfs, shmid, s, watcher) == [1] * 5
+    s("rmid", shmid)
+    s("dt")
+    assert not os.path.exists(shmfs.id_path(shmid))
 
 
 def hello_flags(c):
