@@ -411,8 +411,8 @@ static void holders_once(unsigned long h, unsigned long n)
 			die("shmctl(IPC_STAT)");
 	if (ds.shm_nattch != h) {
 		errno = 0;
-		die("holders: nattch %lu, not %lu", (unsigned long)ds.shm_nattch,
-		    h);
+		die("holders: nattch %lu, not %lu",
+		    (unsigned long)ds.shm_nattch, h);
 	}
 	t0 = now_ns();
 	for (i = 0; i < n; i++)

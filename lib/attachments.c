@@ -140,8 +140,8 @@ struct attach *att_insert(struct attach *a)
  * nobody holds any more); otherwise the daemon takes it from whatever
  * counts it (a ref, or the record we could not find).
  */
-void detach_count(int shmid, unsigned int session,
-		  const struct my_tally *tm, int rec, int locked)
+void detach_count(int shmid, unsigned int session, const struct my_tally *tm,
+		  int rec, int locked)
 {
 	struct shmfs_detach d = { .shmid = shmid };
 	int fd = atomic_load_explicit(&ctl_fd, memory_order_acquire);

@@ -324,8 +324,8 @@ int table_stat(int id, int cmd, struct shmfs_ds *d, int *ret)
 	uint32_t live;
 	int r;
 
-	if (!t || table_entry(t, id & (SHMFS_MAX_SLOTS - 1), d, &live,
-			      &nattch) != 0)
+	if (!t ||
+	    table_entry(t, id & (SHMFS_MAX_SLOTS - 1), d, &live, &nattch) != 0)
 		return 1;
 	d->nattch = nattch;
 	if (!live || (cmd == IPC_STAT && d->shmid != id))

@@ -524,10 +524,10 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 		return -ENOMEM;
 	}
 	n = 0;
-	for (r = s->refs; r; r = r->s_next)
-		pc[n++] = (struct pid_count){
-			r->proc ? r->proc->tgid : r->fp->parent, 1
-		};
+	for (r = s->refs; r; r = r->s_next) {
+		pc[n].pid = r->proc ? r->proc->tgid : r->fp->parent;
+		pc[n++].n = 1;
+	}
 	for (h = s->holds; h; h = h->s_next)
 		if ((pc[n].n = hold_own(h)))
 			pc[n++].pid = h->sess->proc->tgid;
