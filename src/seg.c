@@ -857,7 +857,7 @@ void seg_get_stats(struct seg_stats *st)
 	st->procs = T.nprocs;
 	st->sessions = T.nsessions;
 	st->pending_forks = T.npending;
-	st->attaches = T.nrefs;
+	st->attaches = T.nrefs + tally_attaches();
 	segmem_stats(st);
 	{
 		struct pheap_stats ph;

@@ -298,7 +298,7 @@ struct seg_stats {
 	uint64_t procs;
 	uint64_t sessions;
 	uint64_t pending_forks;
-	uint64_t attaches; /* refs: the sum of every nattch */
+	uint64_t attaches; /* the sum of every nattch: refs and records */
 	uint64_t memory; /* bytes of segment data held */
 	uint64_t passthrough; /* segments with memory of their own */
 	uint64_t arena; /* segments with memory in the arena */

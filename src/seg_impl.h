@@ -305,6 +305,7 @@ void hold_add(struct hold *h);
 uint64_t seg_nattch(const struct seg *s);
 void seg_detached(struct seg *s, pid_t lpid);
 uint64_t proc_tally_attaches(const struct proc *p);
+uint64_t tally_attaches(void);
 int hold_detach(const struct proc *p, int shmid, bool taken);
 /* The session's records go (before session_free); the segments whose
  * count may have reached 0 are published or freed. */

@@ -116,6 +116,7 @@ def test_attach_counts_in_a_record_the_table_lists(shmfs, table, steps):
     assert own(shmfs, sid, gen, rec) == 2
     assert counts(shmfs, shmid, s) == [2, 2, 2, 2]
     assert pids(shmfs, shmid) == {s.pid: 2}
+    assert shmfs.stats()["attaches"] == 2
     s("dt")
     assert own(shmfs, sid, gen, rec) == 1
     s("dt")
