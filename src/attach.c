@@ -709,6 +709,7 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 {
 	struct fork_pending *fp;
 	struct kid *kids = NULL;
+	struct seg_limits l;
 	struct session *ss;
 	struct hold *hd;
 	struct proc *p;
@@ -757,9 +758,11 @@ int seg_fork(uint64_t file, struct perm_cred *c, uint64_t *token,
 	for (r = p->refs; r; r = r->o_next)
 		if ((err = fork_ref(fp, r->seg, c->pid, now, count)))
 			return err;
+	/* what a process wrote in its records buys no more than shmseg */
+	seg_limits_for(&l, Tcfg.given.shmseg ? 0 : SEG_LIMIT_SHMMNI);
 	for (ss = p->sessions; ss; ss = ss->p_next)
 		for (hd = ss->holds; hd; hd = hd->h_next)
-			for (n = hold_own(hd); n; n--)
+			for (n = hold_own(hd); n && *count < l.shmseg; n--)
 				if ((err = fork_ref(fp, hd->seg, c->pid, now,
 						    count)))
 					return err;

@@ -304,3 +304,24 @@ def test_hello_says_whether_the_tally_can_be_opened(shmfs_factory):
             assert hello_flags(c) == want
         finally:
             c.close()
+
+
+def test_a_hostile_record_buys_a_fork_no_more_than_shmseg(shmfs):
+    """A fork counts the parent's records for the child: a record
+    claiming 2^32 - 1 attaches makes the daemon count at most shmseg,
+    and the abort takes them all back."""
+    c = shmfs.client()
+    shmid = c.shmget(KEY, 4096, IPC_CREAT | 0o600)
+    h, fd, hello, a = hostile_client(shmfs, shmid)
+    try:
+        shmseg = h.info()["shmseg"]
+        os.pwrite(fd, U32.pack(0xFFFFFFFF), REC_OFF)
+        token, count = h.fork_prepare()
+        assert 0 < count <= shmseg
+        assert c.stat(shmid)["nattch"] == OWN_MAX + count
+        h.fork_abort(token)
+        assert c.stat(shmid)["nattch"] == OWN_MAX
+    finally:
+        os.close(fd)
+        h.close()
+        c.close()
