@@ -450,17 +450,18 @@ static bool hold_take(const struct hold *h)
 {
 	struct shmfs_tally *t = tally_map(h->sess);
 	uint32_t v;
+	int tries;
 
 	if (!t)
 		return false;
 	v = __atomic_load_n(&t->rec[h->rec].own, __ATOMIC_RELAXED);
-	do {
-		if (!v)
-			return false;
-	} while (!__atomic_compare_exchange_n(&t->rec[h->rec].own, &v, v - 1,
-					      false, __ATOMIC_ACQ_REL,
-					      __ATOMIC_RELAXED));
-	return true;
+	/* bounded: its process may keep writing the word under us */
+	for (tries = 0; v && tries < 64; tries++)
+		if (__atomic_compare_exchange_n(&t->rec[h->rec].own, &v, v - 1,
+						false, __ATOMIC_ACQ_REL,
+						__ATOMIC_RELAXED))
+			return true;
+	return false;
 }
 
 /* shmdt of shmid by p, counted in its record (taken: it took the attach
