@@ -41,7 +41,7 @@ DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
 CORE_SRC := src/seg.c src/attach.c src/tally.c src/segmem.c src/status.c src/perm.c \
 	src/table_tx.c src/files.c src/pheap.c src/pheap_alloc.c \
 	src/pheap_reply.c src/killpoint.c src/names.c
-LIB_SRC := lib/conn.c lib/table.c lib/tally.c lib/attachments.c lib/fork.c lib/shm.c
+LIB_SRC := lib/conn.c lib/table.c lib/tally.c lib/fastpath.c lib/attachments.c lib/fork.c lib/shm.c
 PRELOAD_SRC := $(LIB_SRC) lib/preload.c
 # the library compiles ipcperm (src/perm.c) into itself; it exports the
 # four calls alone (the preload library its interposers too)

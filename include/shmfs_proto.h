@@ -59,8 +59,10 @@
 /*
  * A tally: its head, 8 fork slots (unused so far) and records.  The
  * daemon binds record rec to a segment at the session's first attach
- * open of it (the published holders list says which), counts that open
- * in own, and the process subtracts from own at each shmdt.  Readers
+ * open of it (the published holders list says which; the open itself is
+ * counted in base), and the process adds to own at each shmat from its
+ * kept descriptor and subtracts at each shmdt of such an attach, storing
+ * the time in atime or dtime and a CLOCK_BOOTTIME stamp.  Readers
  * add min(own, SHMFS_TALLY_OWN_MAX) of every listed record to the
  * entry's base; nothing else in a tally is trusted.  The daemon binds
  * records only once the session's process has opened its tally for
@@ -278,6 +280,10 @@ struct shmfs_table {
 	 * user, and stop trusting it when the process exits. */
 	int32_t daemon_pid;
 	uint32_t key_seq;
+	/* the shmseg limit as of the daemon's latest attach open (0: not
+	 * yet known): a client attaching without a request keeps to it */
+	uint32_t shmseg;
+	uint32_t reserved;
 	uint32_t buckets[SHMFS_TABLE_BUCKETS];
 	struct shmfs_table_entry entries[SHMFS_MAX_SLOTS];
 	struct shmfs_table_session sessions[SHMFS_TABLE_SESSIONS];

@@ -129,16 +129,14 @@ struct attach *att_insert(struct attach *a)
 }
 
 /*
- * Tells the daemon one attach of shmid ended.  Its error is not shmdt's:
- * the memory is detached either way.  EINVAL means the daemon no longer
- * counted it (the program closed our control node, which ended the
- * session); ENOTCONN, that the daemon is gone.
- */
-/*
- * One attach of shmid ends.  Counted in record rec of our tally: take it
- * from there first, then tell the daemon (which frees a removed segment
- * nobody holds any more); otherwise the daemon takes it from whatever
- * counts it (a ref, or the record we could not find).
+ * One attach of shmid ends.  Counted in record rec of our tally (an
+ * attach from a kept descriptor, fastpath.c): taken from the record, and
+ * the daemon asked only to settle a removed segment.  Otherwise the
+ * daemon counted it, as a ref, and takes it back before the ioctl
+ * returns.  Its error is not shmdt's: the memory is detached either way.
+ * EINVAL means the daemon no longer counted it (the program closed our
+ * control node, which ended the session); ENOTCONN, that the daemon is
+ * gone.
  */
 void detach_count(int shmid, unsigned int session, const struct my_tally *tm,
 		  int rec, int locked)
@@ -151,15 +149,18 @@ void detach_count(int shmid, unsigned int session, const struct my_tally *tm,
 	/* an attach of an ended session is no longer counted */
 	if (fd < 0 || session != atomic_load(&session_gen))
 		return;
-	/* the tally of a session that ended is no longer ours */
+	/* in a forked child, the daemon counts the parent's records' share
+	 * as refs of the child's: a plain detach */
 	if (rec >= 0 && tm && tm == tally_mine()) {
-		tally_sub(tm, (uint32_t)rec);
-		d.flags = SHMFS_DETACH_TALLY;
+		fast_detach(shmid, session, tm, (uint32_t)rec);
+	} else {
+		r = ctl_ioctl_fd(fd, SHMFS_IOC_DETACH, &d, locked);
+		if (r < 0)
+			dbg("shmid %d: SHMFS_IOC_DETACH: %s", shmid,
+			    errtext(-r, eb, sizeof(eb)));
 	}
-	r = ctl_ioctl_fd(fd, SHMFS_IOC_DETACH, &d, locked);
-	if (r < 0)
-		dbg("shmid %d: SHMFS_IOC_DETACH: %s", shmid,
-		    errtext(-r, eb, sizeof(eb)));
+	/* a removed segment this freed keeps nothing of ours open */
+	kept_gone(shmid);
 }
 
 void detach_list(struct attach *list)

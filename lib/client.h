@@ -97,21 +97,42 @@ int table_stat(int id, int cmd, struct shmfs_ds *d, int *ret);
 /* The record of session sid.gen that counts its attaches of shmid, or
  * -1. */
 int table_rec_of(int shmid, uint32_t sid, uint32_t gen);
+int table_seg_state(int shmid, uint32_t *perm_gen, uint32_t *mode);
+uint32_t table_shmseg(void);
 
 /* tally.c */
 void tally_start(const struct shmfs_hello *h, unsigned int session);
 void tally_forget(void);
 const struct my_tally *tally_mine(void);
-void tally_sub(const struct my_tally *m, uint32_t rec);
 const struct shmfs_tally *tally_peer(uint32_t sid, uint32_t gen);
+
+/* fastpath.c: shmat and shmdt from kept descriptors */
+struct kept_use {
+	int fd;
+	uint64_t size;
+	uint32_t rec;
+	unsigned int session;
+	const struct my_tally *tm;
+};
+extern pthread_rwlock_t bind_lock;
+uint64_t tally_now_ns(void);
+int kept_find(int shmid, int ro, struct kept_use *u);
+void kept_done(void);
+int kept_count(int shmid, const struct kept_use *u);
+int kept_keep(int shmid, int ro, int fd, ino_t ino, uint64_t size,
+	      unsigned int session, uint32_t perm_gen);
+void kept_forget(void);
+void kept_gone(int shmid);
+void fast_detach(int shmid, unsigned int session, const struct my_tally *tm,
+		 uint32_t rec);
 
 /* attachments.c: callers hold att_lock */
 extern pthread_mutex_t att_lock;
 extern size_t att_count;
 struct attach *att_take(uintptr_t addr);
 struct attach *att_insert(struct attach *a);
-void detach_count(int shmid, unsigned int session,
-		  const struct my_tally *tm, int rec, int locked);
+void detach_count(int shmid, unsigned int session, const struct my_tally *tm,
+		  int rec, int locked);
 void detach_list(struct attach *list);
 
 /* fork.c: a shmat or shmdt in progress holds off fork */

@@ -121,6 +121,7 @@ static void atfork_child(void)
 	 * in the parent, so it starts afresh.
 	 */
 	tally_forget(); /* its mapping stayed with the parent */
+	kept_forget();
 	pthread_cond_init(&fork_cond, NULL);
 	forks_waiting = 0;
 	active_calls = 0;

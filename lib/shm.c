@@ -124,23 +124,114 @@ static int open_attach(int shmid, int oflags, int *out, uint64_t *size,
 	return r == -ENOENT ? -EINVAL : r;
 }
 
+/*
+ * Maps fd (size bytes) for shmat: *pp the mapping, *ap a record for it,
+ * not yet filled in.  Everything that can fail fails here, before the
+ * attach counts.
+ */
+static int attach_map(int fd, uint64_t size, uintptr_t addr, int fixed,
+		      int prot, int mflags, void **pp, struct attach **ap)
+{
+	struct attach *a;
+	size_t len;
+	void *p;
+
+	if (size > SIZE_MAX - page_size)
+		return -ENOMEM;
+	len = ((size_t)size + page_size - 1) & ~(page_size - 1);
+	/* Linux refuses a fixed address whose range wraps around. */
+	if (fixed && !(mflags & MAP_FIXED) && addr + len < addr)
+		return -EINVAL;
+	/* Allocate before mapping so that nothing can fail after it. */
+	a = malloc(sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	p = mmap((void *)addr, len, prot, mflags, fd, 0);
+	if (p == MAP_FAILED) {
+		/* Something is mapped there: Linux says EINVAL for overlap. */
+		int r = errno == EEXIST ? -EINVAL : -errno;
+
+		free(a);
+		return r;
+	}
+	/* A kernel before 4.17 treats MAP_FIXED_NOREPLACE as a mere hint. */
+	if (fixed && (uintptr_t)p != addr) {
+		munmap(p, len);
+		free(a);
+		return -EINVAL;
+	}
+	a->addr = (uintptr_t)p;
+	a->len = len;
+	*pp = p;
+	*ap = a;
+	return 0;
+}
+
+static void attach_record(struct attach *a, int shmid, unsigned int session,
+			  const struct my_tally *tm, int rec)
+{
+	struct attach *gone;
+
+	a->shmid = shmid;
+	a->session = session;
+	a->tm = tm;
+	a->rec = rec;
+	pthread_mutex_lock(&att_lock);
+	gone = att_insert(a);
+	pthread_mutex_unlock(&att_lock);
+	/* Detaching is a request to the daemon: never under att_lock. */
+	detach_list(gone);
+}
+
+/*
+ * shmat from a kept descriptor (fastpath.c): 0, -errno, or 1 when the
+ * segment must be opened.
+ */
+static int attach_kept(int shmid, int ro, uintptr_t addr, int fixed, int prot,
+		       int mflags, void **out)
+{
+	struct kept_use u;
+	struct attach *a;
+	void *p;
+	int r = 1;
+
+	pthread_rwlock_rdlock(&bind_lock);
+	if (kept_find(shmid, ro, &u) != 0)
+		goto out;
+	r = attach_map(u.fd, u.size, addr, fixed, prot, mflags, &p, &a);
+	kept_done();
+	if (r < 0)
+		goto out;
+	if (kept_count(shmid, &u) != 0) {
+		/* removed or gone meanwhile: the open decides */
+		munmap(p, a->len);
+		free(a);
+		r = 1;
+		goto out;
+	}
+	attach_record(a, shmid, u.session, u.tm, (int)u.rec);
+	*out = p;
+out:
+	pthread_rwlock_unlock(&bind_lock);
+	return r;
+}
+
 /* The part of shmat that fork must not cut in two: open, map, record. */
 static int attach_active(int shmid, uintptr_t addr, int fixed, int shmflg,
 			 void **out)
 {
 	int oflags = SHMFS_ATTACH_FLAGS | O_CLOEXEC;
 	int prot = PROT_READ, mflags = MAP_SHARED;
-	struct attach *a, *gone;
-	const struct my_tally *tm;
+	int ro = !!(shmflg & SHM_RDONLY);
 	unsigned int a_session = 0;
+	uint32_t perm_gen = 0, mode;
+	int kept_ok, fd = -1, r;
 	uint64_t size = 0;
-	int rec = -1;
+	struct attach *a;
 	ino_t ino = 0;
 	void *p;
-	size_t len;
-	int fd = -1, r;
 
-	if (shmflg & SHM_RDONLY) {
+	if (ro) {
 		oflags |= O_RDONLY;
 	} else {
 		oflags |= O_RDWR;
@@ -154,64 +245,31 @@ static int attach_active(int shmid, uintptr_t addr, int fixed, int shmflg,
 	else if (fixed)
 		mflags |= MAP_FIXED_NOREPLACE;
 
+	r = attach_kept(shmid, ro, addr, fixed, prot, mflags, out);
+	if (r <= 0)
+		return r;
+	/* the perm_gen the daemon's check below is at least as new as */
+	kept_ok = table_seg_state(shmid, &perm_gen, &mode) == 0;
+	pthread_rwlock_wrlock(&bind_lock);
 	r = open_attach(shmid, oflags, &fd, &size, &ino, &a_session);
+	pthread_rwlock_unlock(&bind_lock);
 	if (r < 0)
 		return r;
-	/* the daemon counted the open in our tally if it lists our record */
-	tm = tally_mine();
-	if (tm && tm->session == a_session)
-		rec = table_rec_of(shmid, tm->sid, tm->gen);
-	if (size > SIZE_MAX - page_size) {
-		r = -ENOMEM;
-		goto out_close;
+	r = attach_map(fd, size, addr, fixed, prot, mflags, &p, &a);
+	if (r < 0) {
+		close(fd);
+		/* the open was counted as an attach */
+		detach_count(shmid, a_session, NULL, -1, 0);
+		return r;
 	}
-	len = ((size_t)size + page_size - 1) & ~(page_size - 1);
-	/* Linux refuses a fixed address whose range wraps around. */
-	if (fixed && !(shmflg & SHM_REMAP) && addr + len < addr) {
-		r = -EINVAL;
-		goto out_close;
-	}
-	/* Allocate before mapping so that nothing can fail after it. */
-	a = malloc(sizeof(*a));
-	if (!a) {
-		r = -ENOMEM;
-		goto out_close;
-	}
-	p = mmap((void *)addr, len, prot, mflags, fd, 0);
-	if (p == MAP_FAILED) {
-		/* Something is mapped there: Linux says EINVAL for overlap. */
-		r = errno == EEXIST ? -EINVAL : -errno;
-		goto out_free;
-	}
-	/* A kernel before 4.17 treats MAP_FIXED_NOREPLACE as a mere hint. */
-	if (fixed && (uintptr_t)p != addr) {
-		munmap(p, len);
-		r = -EINVAL;
-		goto out_free;
-	}
-	/* The mapping holds the file open; the descriptor is not needed. */
-	close(fd);
-	a->addr = (uintptr_t)p;
-	a->len = len;
-	a->shmid = shmid;
-	a->session = a_session;
-	a->tm = tm;
-	a->rec = rec;
-	pthread_mutex_lock(&att_lock);
-	gone = att_insert(a);
-	pthread_mutex_unlock(&att_lock);
-	/* Detaching is a request to the daemon: never under att_lock. */
-	detach_list(gone);
+	/* The mapping holds the file open; the descriptor serves the
+	 * next shmat of shmid in this mode, or goes. */
+	if (!kept_ok ||
+	    !kept_keep(shmid, ro, fd, ino, size, a_session, perm_gen))
+		close(fd);
+	attach_record(a, shmid, a_session, NULL, -1);
 	*out = p;
 	return 0;
-
-out_free:
-	free(a);
-out_close:
-	close(fd);
-	/* the open was counted as an attach */
-	detach_count(shmid, a_session, tm, rec, 0);
-	return r;
 }
 
 static int do_shmat(int shmid, const void *shmaddr, int shmflg, void **out)
@@ -288,7 +346,7 @@ static int do_shmdt(const void *shmaddr)
 		detach_list(gone);
 		goto out;
 	}
-	/* The daemon counts the detach before the ioctl returns. */
+	/* Counted before shmdt returns: in our record, or by the daemon. */
 	detach_count(a->shmid, a->session, a->tm, a->rec, 0);
 	free(a);
 	r = 0;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -107,17 +108,22 @@ static const struct shmfs_table *table_live(void)
 }
 
 /*
- * nattch as the entry's readers sum it (docs/attach-design.md 4.6): base
- * plus each listed record's own, clamped.  Inside the entry's seq
- * section: a torn chain is caught by the caller's second look at seq.
- * -ENOENT: a listed tally cannot be read here.
+ * What the listed records add to an entry (docs/attach-design.md 4.6):
+ * nattch is base plus each record's own, clamped; atime and dtime the
+ * latest of the entry's and the records', clamped to now; lpid the
+ * process of the latest call by stamp.  Inside the entry's seq section:
+ * a torn chain is caught by the caller's second look at seq.  -ENOENT:
+ * a listed tally cannot be read here.
  */
-static int entry_nattch(const struct shmfs_table *t,
-			const struct shmfs_table_entry *e, uint64_t *n)
+static int entry_counts(const struct shmfs_table *t,
+			const struct shmfs_table_entry *e, struct shmfs_ds *ds)
 {
 	uint32_t idx = __atomic_load_n(&e->holders, __ATOMIC_RELAXED);
 	uint64_t sum = __atomic_load_n(&e->base, __ATOMIC_RELAXED);
-	uint32_t steps = 0;
+	uint64_t best = __atomic_load_n(&e->base_stamp, __ATOMIC_RELAXED);
+	uint32_t steps = 0, lsid = 0, lgen = 0;
+	uint64_t now_ns = 0;
+	int64_t now = 0;
 
 	while (idx && idx <= SHMFS_TABLE_HOLDERS &&
 	       steps++ < SHMFS_TABLE_SESSIONS) {
@@ -125,8 +131,11 @@ static int entry_nattch(const struct shmfs_table *t,
 		uint32_t sid = __atomic_load_n(&h->sid, __ATOMIC_RELAXED);
 		uint32_t gen = __atomic_load_n(&h->gen, __ATOMIC_RELAXED);
 		uint32_t rec = __atomic_load_n(&h->rec, __ATOMIC_RELAXED);
+		const struct shmfs_tally_rec *r;
 		const struct shmfs_tally *tl;
 		uint32_t own;
+		uint64_t st;
+		int64_t a, d;
 
 		idx = __atomic_load_n(&h->next, __ATOMIC_RELAXED);
 		if (rec >= SHMFS_TALLY_RECS)
@@ -134,10 +143,39 @@ static int entry_nattch(const struct shmfs_table *t,
 		tl = tally_peer(sid, gen);
 		if (!tl)
 			return -ENOENT;
-		own = __atomic_load_n(&tl->rec[rec].own, __ATOMIC_ACQUIRE);
+		r = &tl->rec[rec];
+		own = __atomic_load_n(&r->own, __ATOMIC_ACQUIRE);
 		sum += own < SHMFS_TALLY_OWN_MAX ? own : SHMFS_TALLY_OWN_MAX;
+		st = __atomic_load_n(&r->stamp, __ATOMIC_RELAXED);
+		if (!st)
+			continue; /* no call of its own yet */
+		if (!now_ns) {
+			now_ns = tally_now_ns();
+			now = (int64_t)time(NULL);
+		}
+		a = __atomic_load_n(&r->atime, __ATOMIC_RELAXED);
+		d = __atomic_load_n(&r->dtime, __ATOMIC_RELAXED);
+		if (a > ds->atime)
+			ds->atime = a < now ? a : now;
+		if (d > ds->dtime)
+			ds->dtime = d < now ? d : now;
+		if (st > best) {
+			best = st < now_ns ? st : now_ns;
+			lsid = sid;
+			lgen = gen;
+		}
 	}
-	*n = sum;
+	if (lsid) {
+		uint64_t w = __atomic_load_n(
+			(const uint64_t *)(const void *)&t->sessions[lsid],
+			__ATOMIC_RELAXED);
+		struct shmfs_table_session ss;
+
+		memcpy(&ss, &w, sizeof(ss));
+		if (ss.gen == lgen)
+			ds->lpid = ss.pid;
+	}
+	ds->nattch = sum;
 	return 0;
 }
 
@@ -146,7 +184,7 @@ static int entry_nattch(const struct shmfs_table *t,
  * with nattch, its sum too (1: the daemon must answer).
  */
 static int table_entry(const struct shmfs_table *t, int slot,
-		       struct shmfs_ds *ds, uint32_t *live, uint64_t *nattch)
+		       struct shmfs_ds *ds, uint32_t *live, int counts)
 {
 	const struct shmfs_table_entry *e = &t->entries[slot];
 	const uint64_t *src = (const uint64_t *)(const void *)&e->ds;
@@ -162,13 +200,13 @@ static int table_entry(const struct shmfs_table *t, int slot,
 		*live = __atomic_load_n(&e->live, __ATOMIC_RELAXED);
 		for (i = 0; i < sizeof(words) / 8; i++)
 			words[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
-		if (nattch)
-			counted = entry_nattch(t, e, nattch);
+		memcpy(ds, words, sizeof(*ds));
+		if (counts)
+			counted = entry_counts(t, e, ds);
 		__atomic_thread_fence(__ATOMIC_ACQUIRE);
 		if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) != s1 ||
 		    counted == -EAGAIN)
 			continue;
-		memcpy(ds, words, sizeof(*ds));
 		return counted < 0 ? 1 : 0;
 	}
 	return -EAGAIN;
@@ -213,6 +251,46 @@ int table_rec_of(int shmid, uint32_t sid, uint32_t gen)
 				       : -1;
 	}
 	return -1;
+}
+
+/*
+ * What a kept descriptor of shmid needs to know (fastpath.c): 0 with
+ * its perm_gen and mode while shmid lives, -EINVAL when it does not,
+ * 1 without a table.  Every load is seq_cst: the caller's count in its
+ * record before it, and the daemon's SHM_DEST after its own, are seen
+ * in one order (docs/attach-design.md 4.7).
+ */
+int table_seg_state(int shmid, uint32_t *perm_gen, uint32_t *mode)
+{
+	const struct shmfs_table *t = table_live();
+	const struct shmfs_table_entry *e;
+	int tries;
+
+	if (!t || shmid < 0)
+		return 1;
+	e = &t->entries[shmid & (SHMFS_MAX_SLOTS - 1)];
+	for (tries = 0; tries < 1000; tries++) {
+		uint32_t s1 = __atomic_load_n(&e->seq, __ATOMIC_SEQ_CST);
+		uint32_t live = __atomic_load_n(&e->live, __ATOMIC_SEQ_CST);
+		int32_t id = __atomic_load_n(&e->ds.shmid, __ATOMIC_SEQ_CST);
+
+		if (s1 & 1)
+			continue;
+		*perm_gen = __atomic_load_n(&e->perm_gen, __ATOMIC_SEQ_CST);
+		*mode = __atomic_load_n(&e->ds.mode, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&e->seq, __ATOMIC_SEQ_CST) != s1)
+			continue;
+		return live && id == shmid ? 0 : -EINVAL;
+	}
+	return 1;
+}
+
+/* The daemon's shmseg limit, or 0 when not known. */
+uint32_t table_shmseg(void)
+{
+	const struct shmfs_table *t = table_live();
+
+	return t ? __atomic_load_n(&t->shmseg, __ATOMIC_ACQUIRE) : 0;
 }
 
 /* The slot of a live key, -ENOENT, or -EAGAIN. */
@@ -299,7 +377,7 @@ int table_shmget(key_t key, size_t size, int shmflg, int *id)
 	if (!t || key == IPC_PRIVATE)
 		return 1;
 	slot = table_key_slot(t, key);
-	if (slot < 0 || table_entry(t, slot, &d, &live, NULL) < 0 || !live ||
+	if (slot < 0 || table_entry(t, slot, &d, &live, 0) < 0 || !live ||
 	    d.key != key)
 		return 1;
 	if ((shmflg & (IPC_CREAT | IPC_EXCL)) == (IPC_CREAT | IPC_EXCL))
@@ -320,14 +398,11 @@ int table_shmget(key_t key, size_t size, int shmflg, int *id)
 int table_stat(int id, int cmd, struct shmfs_ds *d, int *ret)
 {
 	const struct shmfs_table *t = table_live();
-	uint64_t nattch = 0;
 	uint32_t live;
 	int r;
 
-	if (!t ||
-	    table_entry(t, id & (SHMFS_MAX_SLOTS - 1), d, &live, &nattch) != 0)
+	if (!t || table_entry(t, id & (SHMFS_MAX_SLOTS - 1), d, &live, 1) != 0)
 		return 1;
-	d->nattch = nattch;
 	if (!live || (cmd == IPC_STAT && d->shmid != id))
 		return -EINVAL;
 	if (cmd != SHM_STAT_ANY && (r = table_perm(d, 4)) < 0)

@@ -90,12 +90,6 @@ const struct my_tally *tally_mine(void)
 	return atomic_load_explicit(&mine, memory_order_acquire);
 }
 
-/* shmdt's part: one attach fewer in record rec. */
-void tally_sub(const struct my_tally *m, uint32_t rec)
-{
-	__atomic_fetch_sub(&m->t->rec[rec].own, 1, __ATOMIC_SEQ_CST);
-}
-
 /* The tally sid.gen, read-only, or NULL if it cannot be had. */
 const struct shmfs_tally *tally_peer(uint32_t sid, uint32_t gen)
 {

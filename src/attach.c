@@ -213,21 +213,25 @@ int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 	if (!h)
 		return -ENOMEM;
 	if (attach) {
-		struct hold *hd = hold_get(p, s);
-
-		if (hd)
-			hold_add(hd);
-		else if ((r = ref_new(s)))
-			ref_own(r, p);
-		if (!hd && !r) {
+		/*
+		 * The open's attach is a ref.  The session's record of s is
+		 * bound now, if it has a tally, so that its process can count
+		 * later attaches of s there without a request.
+		 */
+		r = ref_new(s);
+		if (!r) {
 			pfree(h);
 			return -ENOMEM;
 		}
+		ref_own(r, p);
+		(void)hold_get(p, s);
 		s->ds.atime = seg_now();
-		s->ds.lpid = c->pid;
+		seg_set_lpid(s, c->pid);
 		publish(s);
 	}
 	h->seg = s;
+	h->attach = attach;
+	s->attach_handles += attach;
 	h->next = T.handles;
 	if (T.handles)
 		T.handles->prev = h;
@@ -590,10 +594,11 @@ void seg_release(struct seg_handle *h)
 		T.handles = h->next;
 	if (h->next)
 		h->next->prev = h->prev;
+	s->attach_handles -= h->attach;
 	pfree(h);
 	T.nhandles--;
 	s->handles--;
-	if (s->freed && !s->handles)
+	if (s->freed && seg_memory_unheld(s))
 		seg_release_memory(s);
 	seg_maybe_destroy(s);
 }
@@ -698,7 +703,7 @@ static int fork_ref(struct fork_pending *fp, struct seg *s, pid_t parent,
 	child->fp = fp;
 	olist_insert(&fp->refs, child);
 	s->ds.atime = now;
-	s->ds.lpid = parent;
+	seg_set_lpid(s, parent);
 	publish(s);
 	(*count)++;
 	return 0;

@@ -67,10 +67,11 @@ static void holders_free(uint32_t i)
 static struct {
 	int slot;
 	uint64_t base;
+	uint64_t stamp;
 	uint32_t head;
-} staged = { -1, 0, 0 };
+} staged = { -1, 0, 0, 0 };
 
-static void pub_holders(int slot, uint64_t base,
+static void pub_holders(int slot, uint64_t base, uint64_t stamp,
 			const struct shmfs_table_holder *h, uint32_t n)
 {
 	uint32_t head = 0, i;
@@ -90,6 +91,7 @@ static void pub_holders(int slot, uint64_t base,
 	}
 	staged.slot = slot;
 	staged.base = base;
+	staged.stamp = stamp;
 	staged.head = head;
 }
 
@@ -108,6 +110,8 @@ static void pub_set(int slot, const struct shmfs_ds *ds, uint32_t perm_gen)
 	if (staged.slot == slot) {
 		old = e->holders;
 		e->base = staged.base;
+		e->base_stamp = staged.stamp;
+		e->base_lpid = ds->lpid;
 		e->holders = staged.head;
 		staged.slot = -1;
 	}
@@ -172,6 +176,15 @@ static void pub_key_del(key_t key, int slot)
 	seq_end(&tab->key_seq);
 }
 
+static void pub_limits(uint64_t shmseg)
+{
+	if (tab)
+		__atomic_store_n(&tab->shmseg,
+				 shmseg < UINT32_MAX ? (uint32_t)shmseg
+						     : UINT32_MAX,
+				 __ATOMIC_RELEASE);
+}
+
 static void pub_session(uint32_t sid, uint32_t gen, pid_t pid)
 {
 	struct shmfs_table_session v = { .gen = gen, .pid = (int32_t)pid };
@@ -226,6 +239,7 @@ const struct seg_publisher pubtab_publisher = {
 	.key_add = pub_key_add,
 	.key_del = pub_key_del,
 	.session = pub_session,
+	.limits = pub_limits,
 	.reset = pub_reset,
 	.reset_done = pub_reset_done,
 };

@@ -227,6 +227,9 @@ void seg_limits_for(struct seg_limits *l, unsigned want)
 		l->shmmni = SHMFS_MAX_SLOTS;
 	l->shmmin = g->shmmin ? g->shmmin : 1;
 	l->shmseg = g->shmseg ? g->shmseg : l->shmmni;
+	if ((g->shmseg || g->shmmni || (want & SEG_LIMIT_SHMMNI)) && Tcfg.pub &&
+	    Tcfg.pub->limits)
+		Tcfg.pub->limits(l->shmseg);
 }
 
 void seg_limits_now(struct seg_limits *l)
@@ -267,9 +270,23 @@ void seg_sysv_free(struct seg *s)
 	s->freed = true;
 	if (Tcfg.freed)
 		Tcfg.freed(s->ds.shmid);
-	if (!s->handles)
+	if (seg_memory_unheld(s))
 		seg_release_memory(s);
 	seg_maybe_destroy(s);
+}
+
+/*
+ * A freed shmid's memory goes once no open file holds it.  Descriptors
+ * libshmfs keeps for its next shmat (lib/fastpath.c) hold none if the
+ * kernel serves them from a backing file (passthrough): with nattch 0
+ * nothing maps them, the library maps one only while the table shows
+ * its shmid, and the daemon never reads or writes through them.  Other
+ * open files (a reader of the file, or any file the daemon serves from
+ * the arena) keep it, as before.
+ */
+bool seg_memory_unheld(const struct seg *s)
+{
+	return !s->handles || (s->backing && s->handles == s->attach_handles);
 }
 
 static void seg_rmid(struct seg *s)
@@ -283,11 +300,11 @@ static void seg_rmid(struct seg *s)
 		s->ds.mode |= SHMFS_SHM_DEST;
 		s->removed = true;
 	}
+	/* SHM_DEST is out before the sum (seg_nattch) */
+	publish(s);
 	killpoint("rmid"); /* nameless, not freed yet */
 	if (!seg_nattch(s))
 		seg_sysv_free(s);
-	else
-		publish(s);
 }
 
 /*
@@ -297,8 +314,7 @@ static void seg_rmid(struct seg *s)
 void seg_fill_view(const struct seg *s, struct seg_view *v)
 {
 	v->serial = s->serial;
-	v->ds = s->ds;
-	v->ds.nattch = seg_nattch(s);
+	seg_ds(s, &v->ds);
 	segmem_view(s, v);
 	v->removed = s->removed;
 	v->freed = s->freed;
@@ -595,8 +611,7 @@ static int seg_ctl_locked(struct perm_cred *c, struct shmfs_ctl *io)
 		o = seg_perm(s);
 		if (io->cmd == SHM_STAT && (err = perm_check(c, &o, PERM_R)))
 			return err;
-		io->u.ds = s->ds;
-		io->u.ds.nattch = seg_nattch(s);
+		seg_ds(s, &io->u.ds);
 		io->ret = s->ds.shmid;
 		return 0;
 	case IPC_STAT:
@@ -618,8 +633,7 @@ static int seg_ctl_locked(struct perm_cred *c, struct shmfs_ctl *io)
 	case IPC_STAT:
 		if ((err = perm_check(c, &o, PERM_R)))
 			return err;
-		io->u.ds = s->ds;
-		io->u.ds.nattch = seg_nattch(s);
+		seg_ds(s, &io->u.ds);
 		return 0;
 	case IPC_SET:
 		if ((err = perm_owner(c, &o)))

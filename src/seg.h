@@ -28,10 +28,13 @@ struct seg_limits {
 struct seg_publisher {
 	void (*set)(int slot, const struct shmfs_ds *ds, uint32_t perm_gen);
 	/* Optional: the counts part of slot's next set (which applies
-	 * both at once): base, and the records listed as its holders. */
-	void (*holders)(int slot, uint64_t base,
+	 * both at once): base, the CLOCK_BOOTTIME ns of ds.lpid's call,
+	 * and the records listed as its holders. */
+	void (*holders)(int slot, uint64_t base, uint64_t stamp,
 			const struct shmfs_table_holder *h, uint32_t n);
 	void (*clear)(int slot);
+	/* Optional: the shmseg limit now in force */
+	void (*limits)(uint64_t shmseg);
 	void (*key_add)(key_t key, int slot);
 	void (*key_del)(key_t key, int slot);
 	/* A session's sid now names generation gen of process pid (gen 0:
@@ -125,9 +128,9 @@ uint64_t seg_view_bytes(const struct seg_view *v);
  * are part of what it takes over).
  */
 #ifndef SHMFS_TEST_OTHER_FORMAT
-#define SEG_TABLE_FORMAT (0x73686d7400030000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d7400040000ULL | SHMFS_PROTO_VERSION)
 #else /* build/progs/shmfs_other_format, which the tests try to upgrade to */
-#define SEG_TABLE_FORMAT (0x73686d74ff030000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d74ff040000ULL | SHMFS_PROTO_VERSION)
 #endif
 
 /* A new table, in a new persistent heap (its memfd: seg_heap_fd). */

@@ -118,6 +118,10 @@ struct seg {
 	bool solo; /* no backing, and a memfd of its own, not the arena */
 	uid_t lock_uid; /* charged for SHM_LOCK */
 	uint32_t perm_gen; /* IPC_SETs, chmods and chowns so far */
+	/* CLOCK_BOOTTIME ns of the call that made ds.lpid: against the
+	 * records' stamps, which call was the last (seg_ds) */
+	uint64_t lpid_ns;
+	uint32_t attach_handles; /* of handles, the attach opens' */
 	bool removed;
 	bool freed;
 	struct seg *key_next;
@@ -135,6 +139,7 @@ struct extent {
 struct seg_handle {
 	struct seg *seg;
 	bool filed; /* a file record holds it (files.c) */
+	bool attach; /* an attach open's: a descriptor libshmfs keeps */
 	struct seg_handle *next;
 	struct seg_handle *prev;
 };
@@ -301,8 +306,12 @@ void tally_republish(void);
 struct hold *hold_get(struct proc *p, struct seg *s);
 struct hold *hold_find(const struct proc *p, const struct seg *s);
 uint32_t hold_own(const struct hold *h);
-void hold_add(struct hold *h);
 uint64_t seg_nattch(const struct seg *s);
+bool seg_memory_unheld(const struct seg *s);
+/* s->ds with what the records add: nattch, atime, dtime, lpid */
+void seg_ds(const struct seg *s, struct shmfs_ds *ds);
+/* ds.lpid is pid, as of now */
+void seg_set_lpid(struct seg *s, pid_t pid);
 void seg_detached(struct seg *s, pid_t lpid);
 uint64_t proc_tally_attaches(const struct proc *p);
 uint64_t tally_attaches(void);

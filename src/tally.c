@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "seg_impl.h"
@@ -249,13 +250,81 @@ uint32_t hold_own(const struct hold *h)
 	return own < SHMFS_TALLY_OWN_MAX ? own : SHMFS_TALLY_OWN_MAX;
 }
 
-/* The attach open: counted in the record before the open is answered. */
-void hold_add(struct hold *h)
+static uint64_t boottime_ns(void)
 {
-	struct shmfs_tally *t = tally_map(h->sess);
+	struct timespec ts;
 
-	if (t)
-		__atomic_fetch_add(&t->rec[h->rec].own, 1, __ATOMIC_RELEASE);
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void seg_set_lpid(struct seg *s, pid_t pid)
+{
+	s->ds.lpid = pid;
+	s->lpid_ns = boottime_ns();
+}
+
+/*
+ * The times a record's process wrote at its shmat and shmdt calls made
+ * without a request, clamped to now: a process can make them no later
+ * than a call of its own at this moment would.
+ */
+struct rec_times {
+	int64_t atime, dtime;
+	uint64_t stamp;
+};
+
+static void hold_times(const struct hold *h, int64_t now, uint64_t now_ns,
+		       struct rec_times *rt)
+{
+	const struct shmfs_tally *t = tally_map(h->sess);
+	const struct shmfs_tally_rec *r;
+	uint32_t a, d;
+	uint64_t st;
+
+	rt->atime = rt->dtime = 0;
+	rt->stamp = 0;
+	if (!t)
+		return;
+	r = &t->rec[h->rec];
+	a = __atomic_load_n(&r->atime, __ATOMIC_RELAXED);
+	d = __atomic_load_n(&r->dtime, __ATOMIC_RELAXED);
+	st = __atomic_load_n(&r->stamp, __ATOMIC_RELAXED);
+	rt->atime = (int64_t)a < now ? (int64_t)a : now;
+	rt->dtime = (int64_t)d < now ? (int64_t)d : now;
+	rt->stamp = st < now_ns ? st : now_ns;
+}
+
+/* What the holds add to s->ds: the latest times, and the pid of the
+ * latest call among the daemon's own and the records'. */
+static void holds_merge(const struct seg *s, struct shmfs_ds *ds,
+			uint64_t *lpid_ns)
+{
+	int64_t now = seg_now();
+	uint64_t now_ns = boottime_ns();
+	const struct hold *h;
+	struct rec_times rt;
+
+	for (h = s->holds; h; h = h->s_next) {
+		hold_times(h, now, now_ns, &rt);
+		if (rt.atime > ds->atime)
+			ds->atime = rt.atime;
+		if (rt.dtime > ds->dtime)
+			ds->dtime = rt.dtime;
+		if (rt.stamp > *lpid_ns) {
+			*lpid_ns = rt.stamp;
+			ds->lpid = h->sess->proc->tgid;
+		}
+	}
+}
+
+void seg_ds(const struct seg *s, struct shmfs_ds *ds)
+{
+	uint64_t ns = s->lpid_ns;
+
+	*ds = s->ds;
+	ds->nattch = seg_nattch(s);
+	holds_merge(s, ds, &ns);
 }
 
 /* After a detach by lpid (0: none, a record that counted nothing went):
@@ -264,7 +333,7 @@ void seg_detached(struct seg *s, pid_t lpid)
 {
 	if (lpid) {
 		s->ds.dtime = seg_now();
-		s->ds.lpid = lpid;
+		seg_set_lpid(s, lpid);
 	}
 	if (s->removed && !s->freed && !seg_nattch(s))
 		seg_sysv_free(s);
@@ -277,6 +346,13 @@ uint64_t seg_nattch(const struct seg *s)
 	uint64_t n = s->ds.nattch;
 	const struct hold *h;
 
+	/*
+	 * A process that counts an attach in its record, then reads
+	 * SHM_DEST, and the daemon that publishes SHM_DEST, then sums, see
+	 * each other's store in at least one order (docs/attach-design.md
+	 * 4.7): a removed segment is never left with no one to free it.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	for (h = s->holds; h; h = h->s_next)
 		n += hold_own(h);
 	return n;
@@ -362,8 +438,9 @@ struct hold *hold_get(struct proc *p, struct seg *s)
 		pfree(h);
 		return NULL;
 	}
-	/* whatever its process left there counts for nothing */
-	__atomic_store_n(&t->rec[rec].own, 0, __ATOMIC_RELAXED);
+	/* whatever its process left there (its counts and times of a
+	 * segment the record was bound to before) counts for nothing */
+	memset(&t->rec[rec], 0, sizeof(t->rec[rec]));
 	h->seg = s;
 	h->sess = ss;
 	h->rec = (uint32_t)rec;
@@ -410,6 +487,8 @@ void holds_drop(struct session *ss)
 		struct seg *s = h->seg;
 		bool had = hold_own(h) > 0;
 
+		/* its shmat and shmdt calls stay in the times */
+		holds_merge(s, &s->ds, &s->lpid_ns);
 		hold_unlink(h);
 		seg_detached(s, had ? tgid : 0);
 	}
@@ -440,7 +519,7 @@ void holds_publish(const struct seg *s)
 		l[i].rec = h->rec;
 		l[i].next = 0;
 	}
-	Tcfg.pub->holders(s->slot, s->ds.nattch, l, n);
+	Tcfg.pub->holders(s->slot, s->ds.nattch, s->lpid_ns, l, n);
 	free(big);
 }
 

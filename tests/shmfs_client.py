@@ -80,7 +80,7 @@ TABLE_VERSION = 2
 TABLE_BUCKETS = 1 << 16
 TABLE_SESSIONS = 1 << 16
 TABLE_HOLDERS = 1 << 20
-TABLE_HEAD = struct.Struct("@IIIIiI")
+TABLE_HEAD = struct.Struct("@IIIIiIII")
 TABLE_ENTRY_HEAD = struct.Struct("@IIII")  # seq, live, key_next, perm_gen
 TABLE_ENTRY_TAIL = struct.Struct("@QQiI")  # base, base_stamp, base_lpid, holders
 TABLE_ENTRY_SIZE = TABLE_ENTRY_HEAD.size + DS.size + TABLE_ENTRY_TAIL.size
@@ -470,7 +470,8 @@ class Table:
     def header(self):
         vals = TABLE_HEAD.unpack(os.pread(self.fd, TABLE_HEAD.size, 0))
         return dict(zip(("magic", "version", "page_size", "max_slots",
-                         "daemon_pid", "key_seq"), vals))
+                         "daemon_pid", "key_seq", "shmseg", "reserved"),
+                        vals))
 
     def bucket(self, key):
         off = TABLE_HEAD.size + 4 * table_bucket(key)

@@ -358,7 +358,7 @@ def forged_table(path, pid, key, shmid, uid):
     with open(path, "wb") as f:
         f.truncate(size)
         f.write(sc.TABLE_HEAD.pack(sc.TABLE_MAGIC, sc.TABLE_VERSION,
-                                   sc.PAGE_SIZE, sc.MAX_SLOTS, pid, 0))
+                                   sc.PAGE_SIZE, sc.MAX_SLOTS, pid, 0, 0, 0))
         f.seek(sc.TABLE_HEAD.size + 4 * sc.table_bucket(key))
         f.write(struct.pack("@I", slot + 1))
         f.seek(sc.TABLE_ENTRIES_OFF + slot * sc.TABLE_ENTRY_SIZE)

@@ -1,8 +1,10 @@
-"""Attaches counted in tallies (docs/attach-design.md, 4.2, 4.6, 5; step 3
-of section 11): an attach open of a process that has opened its tally
-counts in a record of that tally, which the published table lists among
-the segment's holders; shmdt takes it from there; every reader (the
-library's IPC_STAT from the table, the daemon's IPC_STAT, status,
+"""Attaches counted in tallies (docs/attach-design.md, 4.2, 4.6, 5; steps 3
+to 5 of section 11): an attach open of a process that has opened its
+tally counts as a ref (the entry's base) and binds a record of that tally,
+which the published table lists among the segment's holders; the library
+keeps the descriptor, and its later shmat calls map it and count in the
+record, its shmdt calls take from there, without a request; every reader
+(the library's IPC_STAT from the table, the daemon's IPC_STAT, status,
 user.shm.pids, IPC_RMID) sums base and the listed records, clamped."""
 import os
 import signal
@@ -28,9 +30,9 @@ class Steps:
     """tests/progs/sysv_steps.c under libshmfs-preload.so: one SysV call per
     line, its answer read back before the next."""
 
-    def __init__(self, m):
+    def __init__(self, m, pre=()):
         self.p = subprocess.Popen(
-            [built(build_dir(), "progs", "sysv_steps")],
+            list(pre) + [built(build_dir(), "progs", "sysv_steps")],
             env=preload_env(build_dir(), m.root), stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True, bufsize=1)
         self.pid = self.p.pid
@@ -44,6 +46,19 @@ class Steps:
 
     def value(self, *words):
         return int(self(*words).split()[1])
+
+    def fields(self, *words):
+        """"name value name value ..." as a dict of ints."""
+        w = self(*words).split()
+        return dict((w[i], int(w[i + 1])) for i in range(0, len(w), 2))
+
+    def fails(self, *words):
+        """The error of a step that must fail: "FAIL what: error"."""
+        self.p.stdin.write(" ".join(str(w) for w in words) + "\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().strip()
+        assert line.startswith("FAIL"), (words, line)
+        return line.split(": ", 1)[1]
 
     def close(self):
         if self.p.poll() is None:
@@ -106,21 +121,25 @@ def test_attach_counts_in_a_record_the_table_lists(shmfs, table, steps):
     s = steps()
     shmid = s.value("get", KEY)
     assert holders(table, shmid) == ([], 0)
-    s("at", shmid)
+    s("at", shmid)                      # the open: a ref, and the binding
     listed, base = holders(table, shmid)
-    assert base == 0 and len(listed) == 1
+    assert base == 1 and len(listed) == 1
     sid, gen, rec = listed[0]
     assert table.session(sid) == (gen, s.pid)
+    assert own(shmfs, sid, gen, rec) == 0
+    s("at", shmid)                      # the kept descriptor: the record
     assert own(shmfs, sid, gen, rec) == 1
     s("at", shmid)
     assert own(shmfs, sid, gen, rec) == 2
-    assert counts(shmfs, shmid, s) == [2, 2, 2, 2]
-    assert pids(shmfs, shmid) == {s.pid: 2}
-    assert shmfs.stats()["attaches"] == 2
+    assert holders(table, shmid) == ([(sid, gen, rec)], 1)
+    assert counts(shmfs, shmid, s) == [3, 3, 3, 3]
+    assert pids(shmfs, shmid) == {s.pid: 3}
+    assert shmfs.stats()["attaches"] == 3
     s("dt")
     assert own(shmfs, sid, gen, rec) == 1
     s("dt")
     assert own(shmfs, sid, gen, rec) == 0
+    s("dt")                             # the ref goes by request
     # the record stays bound while the session lives
     assert holders(table, shmid) == ([(sid, gen, rec)], 0)
     assert counts(shmfs, shmid, s) == [0, 0, 0, 0]
@@ -193,12 +212,13 @@ def test_hostile_records_change_no_other_process_count(shmfs, table, steps):
     try:
         listed, _ = holders(table, shmid)
         mine = [r for sid, gen, r in listed if sid == h["sid"]]
-        assert len(mine) == 1 and own(shmfs, h["sid"], h["gen"], mine[0]) == 1
+        # its attach is the open's: a ref; the record is bound, and 0
+        assert len(mine) == 1 and own(shmfs, h["sid"], h["gen"], mine[0]) == 0
         assert counts(shmfs, shmid, s) == [2] * 4
         rec_off = REC_OFF + mine[0] * REC_SIZE
         for v in (0xFFFFFFFF, 0x80000000, OWN_MAX + 1, 7, 0):
             os.pwrite(fd, U32.pack(v), rec_off)
-            want = 1 + min(v, OWN_MAX)
+            want = 2 + min(v, OWN_MAX)
             assert counts(shmfs, shmid, s) == [want] * 4
             assert pids(shmfs, shmid).get(s.pid) == 1
         # garbage everywhere else in its tally: the head, the fork slots,
@@ -209,11 +229,11 @@ def test_hostile_records_change_no_other_process_count(shmfs, table, steps):
             if r != mine[0]:
                 os.pwrite(fd, junk[:REC_SIZE], REC_OFF + r * REC_SIZE)
         os.pwrite(fd, U32.pack(0), rec_off)
-        assert counts(shmfs, shmid, s) == [1] * 4
-        assert pids(shmfs, shmid) == {s.pid: 1}
+        assert counts(shmfs, shmid, s) == [2] * 4
+        assert pids(shmfs, shmid) == {s.pid: 1, os.getpid(): 1}
         # zero in its own record cannot free what another holds
         c.rmid(shmid)
-        assert counts(shmfs, shmid, s) == [1] * 4
+        assert counts(shmfs, shmid, s) == [2] * 4
         os.pwrite(fd, U32.pack(0xFFFFFFFF), rec_off)
         s("dt")
         assert os.path.exists(shmfs.id_path(shmid))  # it says it holds it
@@ -318,9 +338,9 @@ def test_a_hostile_record_buys_a_fork_no_more_than_shmseg(shmfs):
         os.pwrite(fd, U32.pack(0xFFFFFFFF), REC_OFF)
         token, count = h.fork_prepare()
         assert 0 < count <= shmseg
-        assert c.stat(shmid)["nattch"] == OWN_MAX + count
+        assert c.stat(shmid)["nattch"] == 1 + OWN_MAX + count
         h.fork_abort(token)
-        assert c.stat(shmid)["nattch"] == OWN_MAX
+        assert c.stat(shmid)["nattch"] == 1 + OWN_MAX
     finally:
         os.close(fd)
         h.close()

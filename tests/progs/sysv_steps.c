@@ -6,8 +6,11 @@
  *
  *   get KEY        shmget(KEY, 4096, IPC_CREAT | 0600): "id N"
  *   at ID          shmat(ID, NULL, 0), remembered on a stack
+ *   atro ID        shmat(ID, NULL, SHM_RDONLY), the same
  *   dt             shmdt of the newest attach on the stack
  *   stat ID        shmctl(ID, IPC_STAT): "nattch N"
+ *   full ID        shmctl(ID, IPC_STAT): "nattch N lpid P atime A dtime D"
+ *   closeall       closes every descriptor but 0, 1 and 2, as daemons do
  *   rmid ID        shmctl(ID, IPC_RMID)
  *   fork           a child that keeps what it inherited and waits to be
  *                  killed: "child PID", once it runs
@@ -100,8 +103,8 @@ static void step(const char *cmd, long arg)
 		if (id < 0)
 			return fail("shmget");
 		printf("id %d\n", id);
-	} else if (!strcmp(cmd, "at")) {
-		m = shmat((int)arg, NULL, 0);
+	} else if (!strcmp(cmd, "at") || !strcmp(cmd, "atro")) {
+		m = shmat((int)arg, NULL, cmd[2] ? SHM_RDONLY : 0);
 		if (m == (void *)-1)
 			return fail("shmat");
 		if (depth == 256)
@@ -118,6 +121,16 @@ static void step(const char *cmd, long arg)
 		if (shmctl((int)arg, IPC_STAT, &ds) < 0)
 			return fail("IPC_STAT");
 		printf("nattch %lu\n", (unsigned long)ds.shm_nattch);
+	} else if (!strcmp(cmd, "full")) {
+		if (shmctl((int)arg, IPC_STAT, &ds) < 0)
+			return fail("IPC_STAT");
+		printf("nattch %lu lpid %d atime %lld dtime %lld\n",
+		       (unsigned long)ds.shm_nattch, (int)ds.shm_lpid,
+		       (long long)ds.shm_atime, (long long)ds.shm_dtime);
+	} else if (!strcmp(cmd, "closeall")) {
+		for (id = 3; id < 1024; id++)
+			close(id);
+		puts("ok");
 	} else if (!strcmp(cmd, "rmid")) {
 		if (shmctl((int)arg, IPC_RMID, NULL) < 0)
 			return fail("IPC_RMID");
