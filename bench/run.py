@@ -72,6 +72,7 @@ CTL_ROWS = [
     ("at_store_dt", "shmat + store one page + shmdt"),
     ("ipc_stat", "shmctl IPC_STAT"),
     ("ipc_set", "shmctl IPC_SET"),
+    ("fork_exit_wait", "fork + exit + wait, holding an attach"),
 ]
 
 MiB = 1 << 20

@@ -41,8 +41,8 @@ struct backend {
 };
 
 static const struct backend backends[] = {
-    {"kernel", shmget, shmat, shmdt, shmctl},
-    {"shmfs", shmfs_shmget, shmfs_shmat, shmfs_shmdt, shmfs_shmctl},
+	{ "kernel", shmget, shmat, shmdt, shmctl },
+	{ "shmfs", shmfs_shmget, shmfs_shmat, shmfs_shmdt, shmfs_shmctl },
 };
 
 static const struct backend *B;
@@ -291,12 +291,13 @@ enum ctl_kind {
 	K_AT_STORE_DT,
 	K_STAT,
 	K_SET,
+	K_FORK,
 	K_NKINDS
 };
 
 static const char *const ctl_names[K_NKINDS] = {
-    "get_existing", "private_rmid", "at_dt",
-    "at_store_dt",  "ipc_stat",	    "ipc_set",
+	"get_existing", "private_rmid", "at_dt",	  "at_store_dt",
+	"ipc_stat",	"ipc_set",	"fork_exit_wait",
 };
 
 static void ctl_call(enum ctl_kind k, const struct seg *s, key_t key,
@@ -304,6 +305,7 @@ static void ctl_call(enum ctl_kind k, const struct seg *s, key_t key,
 {
 	struct shmid_ds ds;
 	struct seg t;
+	pid_t pid;
 	char *p;
 
 	switch (k) {
@@ -335,6 +337,16 @@ static void ctl_call(enum ctl_kind k, const struct seg *s, key_t key,
 		if (B->ctl(s->id, IPC_SET, &ds) < 0)
 			die("shmctl(%d, IPC_SET)", s->id);
 		break;
+	case K_FORK:
+		/* the caller holds an attachment: the child inherits it */
+		pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0)
+			_exit(0);
+		if (waitpid(pid, NULL, 0) != pid)
+			die("waitpid");
+		break;
 	default:
 		break;
 	}
@@ -350,15 +362,20 @@ static void mode_ctl(unsigned long n)
 	int k;
 
 	for (k = 0; k < K_NKINDS; k++) {
+		/* fork+exit+wait takes ~100 µs: a tenth of the calls */
+		unsigned long m = k == K_FORK ? n / 10 + 1 : n;
+		void *held = k == K_FORK ? attach(s.id) : NULL;
 		uint64_t t0;
 
-		for (i = 0; i < warm; i++)
+		for (i = 0; i < warm && i < m; i++)
 			ctl_call(k, &s, key, i);
 		t0 = now_ns();
-		for (i = 0; i < n; i++)
+		for (i = 0; i < m; i++)
 			ctl_call(k, &s, key, i);
 		snprintf(name, sizeof(name), "ctl.%s", ctl_names[k]);
-		result(name, "%.4f", (double)(now_ns() - t0) / 1e3 / (double)n);
+		result(name, "%.4f", (double)(now_ns() - t0) / 1e3 / (double)m);
+		if (held)
+			detach(held);
 	}
 	seg_remove(&s);
 }
@@ -451,19 +468,19 @@ static const struct {
 	enum count_op op;
 	int cmd; /* for C_CTL */
 } count_kinds[] = {
-    {"get", C_GET, 0},
-    {"create", C_CREATE, 0},
-    {"at", C_AT, 0},
-    {"dt", C_DT, 0},
-    {"dtdirty", C_DTDIRTY, 0},
-    {"rmid", C_RMID, 0},
-    {"stat", C_CTL, IPC_STAT},
-    {"set", C_CTL, IPC_SET},
-    {"info", C_CTL, IPC_INFO},
-    {"shminfo", C_CTL, SHM_INFO},
-    {"shmstat", C_CTL, SHM_STAT},
-    {"lock", C_CTL, SHM_LOCK},
-    {"unlock", C_CTL, SHM_UNLOCK},
+	{ "get", C_GET, 0 },
+	{ "create", C_CREATE, 0 },
+	{ "at", C_AT, 0 },
+	{ "dt", C_DT, 0 },
+	{ "dtdirty", C_DTDIRTY, 0 },
+	{ "rmid", C_RMID, 0 },
+	{ "stat", C_CTL, IPC_STAT },
+	{ "set", C_CTL, IPC_SET },
+	{ "info", C_CTL, IPC_INFO },
+	{ "shminfo", C_CTL, SHM_INFO },
+	{ "shmstat", C_CTL, SHM_STAT },
+	{ "lock", C_CTL, SHM_LOCK },
+	{ "unlock", C_CTL, SHM_UNLOCK },
 };
 
 /*
