@@ -283,7 +283,12 @@ struct shmfs_table {
 	/* the shmseg limit as of the daemon's latest attach open (0: not
 	 * yet known): a client attaching without a request keeps to it */
 	uint32_t shmseg;
-	uint32_t reserved;
+	/* A robust futex word (src/alive.c): the TID of a thread of
+	 * daemon_pid's process while that thread lives; the kernel sets
+	 * FUTEX_OWNER_DIED (0x40000000) in it as the thread dies, so a
+	 * reader knows without a system call.  0: not set yet (a reader
+	 * asks the kernel instead). */
+	uint32_t alive;
 	uint32_t buckets[SHMFS_TABLE_BUCKETS];
 	struct shmfs_table_entry entries[SHMFS_MAX_SLOTS];
 	struct shmfs_table_session sessions[SHMFS_TABLE_SESSIONS];

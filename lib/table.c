@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <time.h>
 #include <poll.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -98,11 +99,16 @@ int table_open(const char *root)
 static const struct shmfs_table *table_live(void)
 {
 	struct pollfd p = { .fd = table_pidfd, .events = POLLIN };
+	uint32_t alive;
 
-	if (!table ||
-	    __atomic_load_n(&table->magic, __ATOMIC_ACQUIRE) !=
-		    SHMFS_TABLE_MAGIC ||
-	    poll(&p, 1, 0) != 0)
+	if (!table || __atomic_load_n(&table->magic, __ATOMIC_ACQUIRE) !=
+			      SHMFS_TABLE_MAGIC)
+		return NULL;
+	/* the keeper's robust futex word (src/alive.c): no system call */
+	alive = __atomic_load_n(&table->alive, __ATOMIC_ACQUIRE);
+	if (alive & FUTEX_OWNER_DIED)
+		return NULL;
+	if (!alive && poll(&p, 1, 0) != 0)
 		return NULL;
 	return table;
 }

@@ -47,8 +47,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "alive.h"
 #include "holder.h"
 #include "holder_impl.h"
+#include "pubtab.h"
 #include "reaper.h"
 #include "seg.h"
 
@@ -642,6 +644,8 @@ static void holder_main(void)
 
 		if (n < 0 && errno != EINTR)
 			give_up("poll failed");
+		/* the table the server publishes in our name */
+		alive_holder_tick(SHMFS_TABLE_DIR);
 		reap_children();
 		if (p[1].revents & (POLLERR | POLLHUP))
 			_exit(0); /* unmounted */

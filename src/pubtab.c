@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alive.h"
 #include "pubtab.h"
 #include "shmfs_proto.h"
 
@@ -313,6 +314,12 @@ int pubtab_open(const char *dir, pid_t owner)
 	tab->max_slots = SHMFS_MAX_SLOTS;
 	tab->daemon_pid = (int32_t)owner;
 	__atomic_store_n(&tab->magic, SHMFS_TABLE_MAGIC, __ATOMIC_RELEASE);
+	/* the holder, if it is the owner, holds the word itself */
+	if (owner == getpid() && (err = alive_hold_thread(&tab->alive)))
+		fprintf(stderr,
+			"shmfs: warning: no keeper word in the published "
+			"table (%s): clients ask the kernel at each read\n",
+			strerror(-err));
 	return 0;
 fail:
 	unlink(tab_path);

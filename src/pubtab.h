@@ -2,6 +2,9 @@
 #ifndef SHMFS_PUBTAB_H
 #define SHMFS_PUBTAB_H
 
+/* Where daemons publish their tables: table.<pid of daemon_pid>. */
+#define SHMFS_TABLE_DIR "/run/shmfs"
+
 #include <sys/types.h>
 
 #include "seg.h"

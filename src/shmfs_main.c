@@ -27,7 +27,6 @@
 #include "sysinfo.h"
 
 #ifndef SHMFS_TABLE_DIR
-#define SHMFS_TABLE_DIR "/run/shmfs"
 #endif
 
 struct options {

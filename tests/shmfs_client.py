@@ -470,7 +470,7 @@ class Table:
     def header(self):
         vals = TABLE_HEAD.unpack(os.pread(self.fd, TABLE_HEAD.size, 0))
         return dict(zip(("magic", "version", "page_size", "max_slots",
-                         "daemon_pid", "key_seq", "shmseg", "reserved"),
+                         "daemon_pid", "key_seq", "shmseg", "alive"),
                         vals))
 
     def bucket(self, key):

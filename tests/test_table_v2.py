@@ -118,3 +118,56 @@ def test_sessions_published_while_they_live(shmfs, table):
     assert table.session(h2["sid"]) == (0, 0)
     assert table.session(0) == (0, 0)
 
+
+
+FUTEX_OWNER_DIED = 0x40000000
+
+
+def keeper_word(t):
+    """The table's alive word, once its keeper has set it."""
+    from conftest import until
+    assert until(lambda: t.header()["alive"] != 0, timeout=5)
+    return t.header()
+
+
+def test_keeper_word_is_the_holders_and_marks_its_death(shmfs, client, table):
+    """alive holds the TID of the holder (daemon_pid); the kernel writes
+    FUTEX_OWNER_DIED there as the holder dies, and from then on the
+    library no longer reads the table: its IPC_STAT asks the daemon."""
+    from test_tally_counts import Steps
+    h = keeper_word(table)
+    assert h["daemon_pid"] == shmfs.holder_pid
+    assert h["alive"] == h["daemon_pid"]    # the holder has one thread
+    shmid = client.shmget(KEY, 4096, IPC_CREAT | 0o600)
+    s = Steps(shmfs)
+    try:
+        s.value("stat", shmid)
+        before = shmfs.requests()["ioctl"]
+        assert s.value("stat", shmid) == 0
+        assert shmfs.requests()["ioctl"] == before      # from the table
+        shmfs.kill_holder()
+        assert table.header()["alive"] == FUTEX_OWNER_DIED
+        assert s.value("stat", shmid) == 0
+        assert shmfs.requests()["ioctl"] == before + 1  # asked
+    finally:
+        s.close()
+
+
+def test_keeper_word_without_a_holder_is_a_daemon_thread(shmfs_factory):
+    import signal
+    m = shmfs_factory(["-o", "no_failover"])
+    if not m.table:
+        pytest.skip("the daemon publishes no table on this host")
+    t = sc.Table(m.table)
+    try:
+        h = keeper_word(t)
+        pid = h["daemon_pid"]
+        assert pid == m.proc.pid
+        with open("/proc/%d/task/%d/comm" % (pid, h["alive"])) as f:
+            assert f.read().strip() == "shmfs-alive"
+        m.expect_exit = -signal.SIGKILL
+        m.proc.kill()
+        m.proc.wait(timeout=10)
+        assert t.header()["alive"] == FUTEX_OWNER_DIED
+    finally:
+        t.close()
