@@ -173,6 +173,25 @@ def _zombie(pid):
         return True
 
 
+def _servers_of(root):
+    """Live daemon processes (shmfs, or valgrind running it) whose
+    arguments name mount point root."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        prog = os.path.basename(argv[0]).decode(errors="replace")
+        if (prog.startswith("shmfs") or prog.startswith("valgrind")) and \
+                root.encode() in argv and not _zombie(int(name)):
+            out.append(int(name))
+    return out
+
+
 def run_as_user(cmd, uid=1000, gid=1000, groups=None, timeout=60, **kw):
     """Run cmd (a list) as uid/gid with exactly the supplementary groups
     given (none by default) through setpriv; returns CompletedProcess with
@@ -373,7 +392,20 @@ class Mount:
         if server and not until(
                 lambda: not os.path.exists("/proc/%d" % server)
                 or _zombie(server), EXIT_TIMEOUT):
-            problems.append("server %d still running after unmount" % server)
+            problems.append("server %d still running after unmount; killed"
+                            % server)
+        # any server of this mount still there once the others ended (a
+        # successor the test never learned of, because it failed first)
+        # goes too
+        until(lambda: not _servers_of(self.root), EXIT_TIMEOUT)
+        for pid in _servers_of(self.root):
+            if pid != server:
+                problems.append("server %d of %s still running after "
+                                "unmount; killed" % (pid, self.root))
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.holder_pid and not until(
                 lambda: not os.path.exists("/proc/%d" % self.holder_pid)
                 or _zombie(self.holder_pid), EXIT_TIMEOUT):
