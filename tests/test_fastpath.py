@@ -169,3 +169,24 @@ def test_a_program_that_closes_every_descriptor(shmfs, steps):
     s("dt")
     s("dt")
     assert counts(shmfs, shmid, s) == [0] * 4
+
+
+def test_attach_and_detach_racing_ipc_rmid(shmfs):
+    """tests/progs/sysv_rmid_race.c: a child's shmat/shmdt loop (from the
+    kept descriptor) against the parent's IPC_RMID at a random moment,
+    100 rounds: each removed segment is gone once its last attach ends,
+    and a shmat fails only with EINVAL once it is freed.  The same
+    program on the kernel, in an IPC namespace of its own, as the
+    reference.  A race, so a net with holes: a 1 ms gap put on purpose
+    between the daemon's sum at IPC_RMID and its publication of SHM_DEST
+    failed it in one run of two."""
+    import subprocess
+    from test_lib import build_dir, built, preload_env
+    prog = built(build_dir(), "progs", "sysv_rmid_race")
+    kernel = subprocess.run(["unshare", "--ipc", prog, "100"],
+                            capture_output=True, text=True, timeout=300)
+    assert kernel.stdout == "ok 100\n", kernel.stdout + kernel.stderr
+    r = subprocess.run([prog, "100"], env=preload_env(build_dir(), shmfs.root),
+                       capture_output=True, text=True, timeout=300)
+    assert r.stdout == "ok 100\n", r.stdout + r.stderr
+    assert shmfs.stats()["shmids"] == 0
