@@ -13,7 +13,8 @@ import pytest
 
 import shmfs_client as sc
 from conftest import sysv_now
-from test_tally_counts import KEY, Steps, counts, holders, own, steps  # noqa: F401
+from test_tally_counts import (KEY, Steps, counts, holders,  # noqa: F401
+                               hostile_client, own, steps)
 from test_table_v2 import table  # noqa: F401 (a fixture)
 
 # requests that an attach or a detach would make
@@ -190,3 +191,37 @@ def test_attach_and_detach_racing_ipc_rmid(shmfs):
                        capture_output=True, text=True, timeout=300)
     assert r.stdout == "ok 100\n", r.stdout + r.stderr
     assert shmfs.stats()["shmids"] == 0
+
+
+def test_random_bytes_in_a_tally_move_only_its_own_counts(shmfs, steps):
+    """Random stores all over a process's tally (its head, the fork slot
+    area, its records): the daemon keeps answering, a segment the process holds no
+    record of keeps its count, the one it holds moves within what its
+    own record (and slots, were they read) can claim, and its session's
+    end takes it all back."""
+    import random
+    rng = random.Random(14)
+    s = steps()
+    mine = s.value("get", KEY)
+    other = s.value("get", KEY + 1)
+    s("at", mine)
+    s("at", other)
+    c, fd, h, a = hostile_client(shmfs, mine)
+    top = 2 + (1 + 8) * 0xFFFF
+    try:
+        for i in range(400):
+            off = rng.randrange(4096)
+            n = min(rng.choice((1, 2, 4, 8)), 4096 - off)
+            os.pwrite(fd, bytes(rng.getrandbits(8) for _ in range(n)), off)
+            if i % 40 == 39:
+                assert counts(shmfs, other, s) == [1] * 4
+                got = counts(shmfs, mine, s)
+                assert len(set(got)) == 1 and 2 <= got[0] <= top, got
+        with sc.Client(shmfs.root) as other_client:
+            assert other_client.hello()["version"] == sc.PROTO_VERSION
+    finally:
+        a.unmap()
+        os.close(fd)
+        c.close()
+    assert counts(shmfs, mine, s) == [1] * 4
+    assert counts(shmfs, other, s) == [1] * 4
