@@ -229,15 +229,7 @@ int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 		seg_set_lpid(s, c->pid);
 		publish(s);
 	}
-	h->seg = s;
-	h->attach = attach;
-	s->attach_handles += attach;
-	h->next = T.handles;
-	if (T.handles)
-		T.handles->prev = h;
-	T.handles = h;
-	s->handles++;
-	T.nhandles++;
+	handle_add(h, s, attach ? p->sessions : NULL);
 	*hp = h;
 	return 0;
 }
@@ -319,15 +311,29 @@ static int session_hold(pid_t tgid, uint64_t file)
  * A session ends.  The forks its process counted through that file
  * become orphans (no abort can come through it any more); with the
  * process's last session, every attach it holds ends, as at exit.
+ * Unless its process's memory is known to be gone (mm_gone), what those
+ * attaches mapped may still be mapped: their segments are left astray.
  * True when there are orphans whose children must be read.
  */
-static bool session_end(struct session *s)
+static void refs_astray(const struct ref *r)
+{
+	for (; r; r = r->o_next)
+		r->seg->astray = true;
+}
+
+static bool session_end(struct session *s, bool mm_gone)
 {
 	struct proc *p = s->proc;
 	struct session **pp;
 	struct fork_pending *fp;
 	uint64_t file = s->file;
 	bool orphans = false;
+
+	if (!mm_gone) {
+		holds_astray(s);
+		if (p->nsessions == 1)
+			refs_astray(p->refs);
+	}
 
 	for (pp = &p->sessions; *pp != s; pp = &(*pp)->p_next)
 		;
@@ -446,8 +452,10 @@ static void stranger_closed(uint64_t file, pid_t tgid, pid_t parent,
 {
 	struct fork_pending *fp = fork_of_child(file, tgid, parent, born);
 
-	if (fp)
+	if (fp) {
+		refs_astray(fp->refs); /* a child may map what it inherited */
 		fork_drop(fp, tgid);
+	}
 }
 
 /* The children of a process and their births, read without the lock. */
@@ -525,15 +533,43 @@ static bool forks_pending(pid_t parent);
  * orphans).  The close is then one transaction, which a resend after a
  * server's death applies whole or finds applied.
  */
+/* Does the session of tgid on file count any attach? */
+static bool session_counts(uint64_t file, pid_t tgid)
+{
+	const struct session *s;
+	const struct hold *h;
+	TABLE_READ();
+
+	s = session_find(proc_find(tgid), file);
+	if (!s)
+		return false;
+	if (s->proc->nsessions == 1 && s->proc->refs)
+		return true;
+	for (h = s->holds; h; h = h->h_next)
+		if (hold_own(h) > 0)
+			return true;
+	return false;
+}
+
 void seg_session_close(uint64_t file, pid_t tgid)
+{
+	seg_session_close_by(file, tgid, tgid);
+}
+
+void seg_session_close_by(uint64_t file, pid_t tgid, pid_t tid)
 {
 	struct kid *kids = NULL;
 	int nkids = -EAGAIN;
 	pid_t parent = -1;
 	uint64_t born = 0;
 	bool forks = forks_exist();
+	bool mm_gone = false;
 	struct session *s;
 
+	/* A process closing at its exit has no memory left by then: what
+	 * it attached is mapped no more (asked only if it counts any). */
+	if (Tcfg.mm_gone && session_counts(file, tgid))
+		mm_gone = Tcfg.mm_gone(tid);
 	if (forks && Tcfg.parent_of) {
 		parent = Tcfg.parent_of(tgid);
 		born = Tcfg.born ? Tcfg.born(tgid) : 0;
@@ -548,7 +584,7 @@ void seg_session_close(uint64_t file, pid_t tgid)
 		if (!s && T.forks && Tcfg.parent_of)
 			stranger_closed(file, tgid, parent, born);
 		else if (s && s->opens <= 1) {
-			bool orphans = session_end(s);
+			bool orphans = session_end(s, mm_gone);
 
 			killpoint("close"); /* detached, not committed */
 			if (orphans)
@@ -573,34 +609,16 @@ void seg_file_released(uint64_t file)
 			s = s->f_next;
 			continue;
 		}
-		session_end(s);
+		session_end(s, false);
 		s = T.by_file[file_bucket(file)];
 	}
 	for (fp = T.forks; fp; fp = next) {
 		next = fp->next;
-		if (fp->file == file)
+		if (fp->file == file) {
+			refs_astray(fp->refs);
 			fork_drop(fp, fp->parent);
+		}
 	}
-}
-
-void seg_release(struct seg_handle *h)
-{
-	struct seg *s = h->seg;
-	TABLE_LOCK();
-
-	if (h->prev)
-		h->prev->next = h->next;
-	else
-		T.handles = h->next;
-	if (h->next)
-		h->next->prev = h->prev;
-	s->attach_handles -= h->attach;
-	pfree(h);
-	T.nhandles--;
-	s->handles--;
-	if (s->freed && seg_memory_unheld(s))
-		seg_release_memory(s);
-	seg_maybe_destroy(s);
 }
 
 /* ---- fork ---- */

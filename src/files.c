@@ -68,6 +68,60 @@ void seg_file_remove(uint64_t id)
 }
 
 /*
+ * A segment file's handle joins the table's list, and an attach open's
+ * (made in session sess) the segment's list of them too.
+ */
+void handle_add(struct seg_handle *h, struct seg *s,
+		const struct session *sess)
+{
+	h->seg = s;
+	h->attach = sess != NULL;
+	if (sess) {
+		h->sid = sess->sid;
+		h->gen = sess->gen;
+		h->a_next = s->attaches;
+		if (s->attaches)
+			s->attaches->a_prev = h;
+		s->attaches = h;
+		s->attach_handles++;
+	}
+	h->next = T.handles;
+	if (T.handles)
+		T.handles->prev = h;
+	T.handles = h;
+	s->handles++;
+	T.nhandles++;
+}
+
+void seg_release(struct seg_handle *h)
+{
+	struct seg *s = h->seg;
+	TABLE_LOCK();
+
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		T.handles = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	if (h->attach) {
+		if (h->a_prev)
+			h->a_prev->a_next = h->a_next;
+		else
+			s->attaches = h->a_next;
+		if (h->a_next)
+			h->a_next->a_prev = h->a_prev;
+		s->attach_handles--;
+	}
+	pfree(h);
+	T.nhandles--;
+	s->handles--;
+	if (s->freed)
+		seg_memory_settle(s);
+	seg_maybe_destroy(s);
+}
+
+/*
  * A successor's reckoning: a handle no file holds any more was being
  * released by the dead server (its file's RELEASE answered, a request
  * still using it) and goes now.

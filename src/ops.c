@@ -686,8 +686,11 @@ static void shmfs_flush(fuse_req_t req, fuse_ino_t ino,
 	count_req(R_FLUSH);
 	(void)ino;
 	/* only the closer's session on this very file ends */
-	if (of && of->kind == OF_CTL)
-		seg_session_close(of->id, sysinfo_tgid(fuse_req_ctx(req)->pid));
+	if (of && of->kind == OF_CTL) {
+		pid_t tid = fuse_req_ctx(req)->pid;
+
+		seg_session_close_by(of->id, sysinfo_tgid(tid), tid);
+	}
 	fuse_reply_err(req, 0);
 }
 

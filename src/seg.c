@@ -270,23 +270,8 @@ void seg_sysv_free(struct seg *s)
 	s->freed = true;
 	if (Tcfg.freed)
 		Tcfg.freed(s->ds.shmid);
-	if (seg_memory_unheld(s))
-		seg_release_memory(s);
+	seg_memory_settle(s);
 	seg_maybe_destroy(s);
-}
-
-/*
- * A freed shmid's memory goes once no open file holds it.  Descriptors
- * libshmfs keeps for its next shmat (lib/fastpath.c) hold none if the
- * kernel serves them from a backing file (passthrough): with nattch 0
- * nothing maps them, the library maps one only while the table shows
- * its shmid, and the daemon never reads or writes through them.  Other
- * open files (a reader of the file, or any file the daemon serves from
- * the arena) keep it, as before.
- */
-bool seg_memory_unheld(const struct seg *s)
-{
-	return !s->handles || (s->backing && s->handles == s->attach_handles);
 }
 
 static void seg_rmid(struct seg *s)

@@ -73,6 +73,9 @@ struct seg_config {
 	 * posix_spawn child, say). */
 	uint64_t (*born)(pid_t tgid);
 	uint64_t (*next_born)(void);
+	/* Optional: the thread's memory is gone (it is exiting, past
+	 * freeing its mappings); false when unsure. */
+	bool (*mm_gone)(pid_t tid);
 	/* Optional: a successor's births go on from the latest place a
 	 * dead server counted a fork at (births count pid wraps since the
 	 * first server began: process state that the table keeps). */
@@ -128,9 +131,9 @@ uint64_t seg_view_bytes(const struct seg_view *v);
  * are part of what it takes over).
  */
 #ifndef SHMFS_TEST_OTHER_FORMAT
-#define SEG_TABLE_FORMAT (0x73686d7400040000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d7400050000ULL | SHMFS_PROTO_VERSION)
 #else /* build/progs/shmfs_other_format, which the tests try to upgrade to */
-#define SEG_TABLE_FORMAT (0x73686d74ff040000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d74ff050000ULL | SHMFS_PROTO_VERSION)
 #endif
 
 /* A new table, in a new persistent heap (its memfd: seg_heap_fd). */
@@ -260,6 +263,9 @@ int seg_tally_find(uint32_t sid, uint32_t gen, pid_t *tgid, int *backing);
 void seg_tally_opened(uint32_t sid, uint32_t gen);
 /* tgid closed file (FLUSH); the file itself is gone (RELEASE). */
 void seg_session_close(uint64_t file, pid_t tgid);
+/* The same, with the thread that closes (asked whether its process's
+ * memory is gone: a close at exit). */
+void seg_session_close_by(uint64_t file, pid_t tgid, pid_t tid);
 void seg_file_released(uint64_t file);
 
 /*

@@ -122,6 +122,12 @@ struct seg {
 	 * records' stamps, which call was the last (seg_ds) */
 	uint64_t lpid_ns;
 	uint32_t attach_handles; /* of handles, the attach opens' */
+	struct seg_handle *attaches; /* their list */
+	/* An attach of it ended uncounted while its process may still map
+	 * it (its session ended with the process's memory still there,
+	 * say after it closed every descriptor): its memory is never
+	 * punched from under a mapping nobody counts (seg_memory_settle). */
+	bool astray;
 	bool removed;
 	bool freed;
 	struct seg *key_next;
@@ -140,6 +146,11 @@ struct seg_handle {
 	struct seg *seg;
 	bool filed; /* a file record holds it (files.c) */
 	bool attach; /* an attach open's: a descriptor libshmfs keeps */
+	/* An attach open's: the session it was made in, and its place in
+	 * the segment's list of them (seg_memory_settle). */
+	uint32_t sid, gen;
+	struct seg_handle *a_next;
+	struct seg_handle *a_prev;
 	struct seg_handle *next;
 	struct seg_handle *prev;
 };
@@ -270,6 +281,8 @@ struct file_rec {
 	struct seg_handle *h;
 	struct file_rec *next;
 };
+void handle_add(struct seg_handle *h, struct seg *s,
+		const struct session *sess);
 void files_adopt(void);
 void files_fini(void);
 
@@ -298,6 +311,7 @@ static inline unsigned file_bucket(uint64_t file)
 /* tally.c: a session's sid and generation, published (NULL: none
  * free, or no memory), and their end. */
 struct session *session_new(pid_t tgid);
+bool session_live(uint32_t sid, uint32_t gen);
 void session_free(struct session *s);
 void tally_republish(void);
 /* Attaches counted in tallies (under the lock): a session's record of
@@ -307,7 +321,6 @@ struct hold *hold_get(struct proc *p, struct seg *s);
 struct hold *hold_find(const struct proc *p, const struct seg *s);
 uint32_t hold_own(const struct hold *h);
 uint64_t seg_nattch(const struct seg *s);
-bool seg_memory_unheld(const struct seg *s);
 /* s->ds with what the records add: nattch, atime, dtime, lpid */
 void seg_ds(const struct seg *s, struct shmfs_ds *ds);
 /* ds.lpid is pid, as of now */
@@ -319,6 +332,8 @@ int hold_detach(const struct proc *p, int shmid, bool taken);
 /* The session's records go (before session_free); the segments whose
  * count may have reached 0 are published or freed. */
 void holds_drop(struct session *s);
+/* Its records that count attaches leave their segments astray. */
+void holds_astray(const struct session *s);
 void hold_unlink_seg(struct seg *s);
 void holds_publish(const struct seg *s);
 /* seg_fds and seg_fd_lost for the tallies' memfds (under the lock). */
@@ -331,6 +346,8 @@ void segmem_fini(void);
 void segmem_adopt(void);
 int seg_alloc_memory(struct seg *s);
 void seg_release_memory(struct seg *s);
+/* A freed shmid's memory goes, if no open file can still use it. */
+void seg_memory_settle(struct seg *s);
 /* The memory part of a view: measured now, or (arena) left to
  * seg_view_bytes(). */
 void segmem_view(const struct seg *s, struct seg_view *v);

@@ -163,6 +163,48 @@ void seg_release_memory(struct seg *s)
 }
 
 /*
+ * A freed shmid's memory goes once no open file can still use it.  The
+ * descriptor libshmfs keeps for its next shmat (lib/fastpath.c) is one
+ * that cannot, while the session it was opened in runs: its process maps
+ * it only after finding the shmid in the table, which no longer shows
+ * it, and the daemon never reads or writes through an attach file the
+ * kernel serves from a backing file.  When every open file left is such
+ * a descriptor, the memory is punched out of the memfd after the commit
+ * (whatever its holders still have open holds nothing) and stops
+ * counting against shmall.  Any other open file keeps it, counted, until
+ * it closes: a reader of the file, a file the daemon serves from the
+ * arena, or an attach file whose session is over (a process it was
+ * passed to may map it).  Nor is it punched once an attach ended
+ * uncounted while its process may still map it (astray): a program that
+ * closed every descriptor keeps its mappings, and the kernel's passthrough
+ * holds those on the memfd, not on any file the daemon sees.
+ */
+static bool seg_only_kept(const struct seg *s)
+{
+	const struct seg_handle *h;
+
+	if (!s->backing || s->memfd < 0 || s->astray ||
+	    s->handles != s->attach_handles)
+		return false;
+	for (h = s->attaches; h; h = h->a_next)
+		if (!session_live(h->sid, h->gen))
+			return false;
+	return true;
+}
+
+void seg_memory_settle(struct seg *s)
+{
+	if (!s->has_memory)
+		return;
+	if (s->handles) {
+		if (!seg_only_kept(s))
+			return;
+		table_after_punch(s->memfd, 0, s->pages * Tcfg.page_size);
+	}
+	seg_release_memory(s);
+}
+
+/*
  * A sealed memfd of the segment's exact size, as the kernel's own shm
  * file: stores into the rest of the last page stay, and nothing can grow
  * or shrink it.  0, or -ENOTSUP when the front end takes no backing files

@@ -176,6 +176,32 @@ pid_t sysinfo_tgid(pid_t tid)
 	return tgid > 0 ? tgid : tid;
 }
 
+/*
+ * The kernel lists a thread's memory (VmSize and the rest) in its status
+ * only while it has a memory map: a thread past exit_mm, closing its
+ * files at exit, has none, and neither has the rest of its process (the
+ * files close with the last thread).  Unsure (no status): false.
+ */
+bool sysinfo_mm_gone(pid_t tid)
+{
+	char path[64], line[256];
+	bool named = false, mm = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "Name:", 5))
+			named = true;
+		else if (!strncmp(line, "VmSize:", 7))
+			mm = true;
+	}
+	fclose(f);
+	return named && !mm;
+}
+
 /* /proc/PID/status never waits for the process (stat does, in execve). */
 pid_t sysinfo_parent(pid_t tgid)
 {

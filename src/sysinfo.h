@@ -14,6 +14,7 @@ void sysinfo_host_limits(struct seg_limits *out, unsigned want);
 /* The thread group of a thread id (FUSE reports thread ids). */
 pid_t sysinfo_tgid(pid_t tid);
 pid_t sysinfo_parent(pid_t tgid);
+bool sysinfo_mm_gone(pid_t tid);
 int sysinfo_children(pid_t tgid, pid_t **out);
 /* A process's RLIMIT_MEMLOCK soft limit, read from the host, not asked. */
 uint64_t sysinfo_memlock(pid_t pid);

@@ -113,6 +113,14 @@ struct session *session_new(pid_t tgid)
 	return s;
 }
 
+bool session_live(uint32_t sid, uint32_t gen)
+{
+	const struct session *s;
+
+	s = sid < SHMFS_TABLE_SESSIONS ? T.by_sid[sid] : NULL;
+	return s && s->gen == gen;
+}
+
 static void hold_unlink(struct hold *h);
 static void tally_unmap(const struct session *s);
 
@@ -476,6 +484,16 @@ void hold_unlink_seg(struct seg *s)
 {
 	while (s->holds)
 		hold_unlink(s->holds);
+}
+
+/* The segments its records still count attaches of are left astray. */
+void holds_astray(const struct session *ss)
+{
+	const struct hold *h;
+
+	for (h = ss->holds; h; h = h->h_next)
+		if (hold_own(h) > 0)
+			h->seg->astray = true;
 }
 
 void holds_drop(struct session *ss)

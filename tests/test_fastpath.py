@@ -172,6 +172,69 @@ def test_a_program_that_closes_every_descriptor(shmfs, steps):
     assert counts(shmfs, shmid, s) == [0] * 4
 
 
+def test_a_kept_descriptor_holds_no_memory_once_its_segment_is_freed(
+        shmfs_factory):
+    """What libshmfs keeps after a detach, and any process may keep as
+    well: an attach descriptor, with its session still running.  A writer
+    exits attached, and someone else removes the segment, which is freed
+    at once (nattch 0): its pages go with it, out of the memfd behind the
+    kept descriptor, and out of shmall, as on the kernel.  The kept
+    descriptor reads zeros after, the writer's bytes before."""
+    m = shmfs_factory(["-o", "shmall=1"])
+    keeper = m.client()
+    shmid = keeper.shmget(KEY, 4096, sc.IPC_CREAT | 0o600)
+    fd = os.open(m.id_path(shmid), os.O_RDWR | sc.ATTACH_FLAGS)
+    try:
+        keeper.detach_id(shmid)         # the open's attach ends; fd stays
+        writer = Steps(m)
+        try:
+            writer("at", shmid)
+            writer("put", 0x5a)
+        finally:
+            writer.close()              # exits attached
+        assert os.pread(fd, 4096, 0) == b"\x5a" * 4096
+        remover = Steps(m)
+        try:
+            remover("rmid", shmid)
+        finally:
+            remover.close()
+        assert m.stats()["shmids"] == 0
+        assert keeper.shm_info()["shm_tot"] == 0
+        assert os.pread(fd, 4096, 0) == bytes(4096)
+        keeper.shmget(sc.IPC_PRIVATE, 4096, 0o600)
+    finally:
+        os.close(fd)
+
+
+def test_a_mapping_left_by_a_close_all_keeps_a_freed_segment(shmfs_factory):
+    """A program that closed every descriptor still maps what it had
+    attached, though its session (and with it its count) is over; the
+    kernel's passthrough holds that mapping on the memfd, out of the
+    daemon's sight.  Another process keeps an attach descriptor, and the
+    segment is removed and freed: the program's bytes stay, counted
+    against shmall while the kept descriptor is open."""
+    m = shmfs_factory([])
+    p, q = Steps(m), Steps(m)
+    try:
+        shmid = p.value("get", KEY)
+        p("at", shmid)
+        p("put", 0x5a)
+        p("closeall")
+        q("at", shmid)
+        q("dt")                         # q keeps its descriptor
+        c = m.client()
+        c.rmid(shmid)
+        assert m.stats()["shmids"] == 0
+        assert p.value("peek") == 0x5a
+        assert m.stats()["pages"] == 1
+        q.close()
+        assert m.stats_when(pages=0)["pages"] == 0
+        assert p.value("peek") == 0x5a
+    finally:
+        p.close()
+        q.close()
+
+
 def test_attach_and_detach_racing_ipc_rmid(shmfs):
     """tests/progs/sysv_rmid_race.c: a child's shmat/shmdt loop (from the
     kept descriptor) against the parent's IPC_RMID at a random moment,

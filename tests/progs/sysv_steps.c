@@ -8,6 +8,8 @@
  *   at ID          shmat(ID, NULL, 0), remembered on a stack
  *   atro ID        shmat(ID, NULL, SHM_RDONLY), the same
  *   dt             shmdt of the newest attach on the stack
+ *   put BYTE       fills the first page of the newest attach with BYTE
+ *   peek           its first byte: "byte N"
  *   stat ID        shmctl(ID, IPC_STAT): "nattch N"
  *   full ID        shmctl(ID, IPC_STAT): "nattch N lpid P atime A dtime D"
  *   closeall       closes every descriptor but 0, 1 and 2, as daemons do
@@ -117,6 +119,15 @@ static void step(const char *cmd, long arg)
 		if (shmdt(stack[--depth]) < 0)
 			return fail("shmdt");
 		puts("ok");
+	} else if (!strcmp(cmd, "put") || !strcmp(cmd, "peek")) {
+		if (!depth)
+			return (void)puts("FAIL put: nothing attached");
+		if (cmd[1] == 'u') {
+			memset(stack[depth - 1], (int)arg, 4096);
+			puts("ok");
+		} else {
+			printf("byte %d\n", *(unsigned char *)stack[depth - 1]);
+		}
 	} else if (!strcmp(cmd, "stat")) {
 		if (shmctl((int)arg, IPC_STAT, &ds) < 0)
 			return fail("IPC_STAT");
