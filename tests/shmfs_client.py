@@ -330,6 +330,12 @@ class Client:
         _ioctl(self.fd, IOC_DETACH, bytearray(DETACH.pack(shmid, 0)))
         return 0
 
+    def detach_tally(self, shmid):
+        """SHMFS_IOC_DETACH with SHMFS_DETACH_TALLY: this process took one
+        attach of shmid from its record itself (the daemon settles)."""
+        _ioctl(self.fd, IOC_DETACH, bytearray(DETACH.pack(shmid, 1)))
+        return 0
+
     def access(self, shmid, mask):
         """SysV permission check of mask (4 r, 2 w, 1 x); raises EACCES."""
         _ioctl(self.fd, IOC_ACCESS, bytearray(ACCESS.pack(shmid, mask)))

@@ -188,6 +188,70 @@ def test_session_requests_do_not_pile_up(shmfs, client):
     assert shmfs.stats_when(sessions=base)["sessions"] == base
 
 
+# -- settle requests -----------------------------------------------------------
+
+def test_settle_requests_from_a_stranger_change_nothing_and_hold_nothing(
+        shmfs, client):
+    """SHMFS_IOC_DETACH with SHMFS_DETACH_TALLY says "I took one from my
+    record, settle".  A stranger attached to root's 0644 segment (with a
+    record of it bound) sends 5,000 of them for it, before and after
+    root's IPC_RMID, and 5,000 for shmids it holds nothing of: the counts
+    stay (root's attach and the stranger's), the removed segment is not
+    freed under root, the others get EINVAL, and the daemon keeps
+    nothing."""
+    shmid = client.shmget(IPC_PRIVATE, PAGE, 0o644)
+    other = client.shmget(IPC_PRIVATE, PAGE, 0o644)
+    mine = client.attach(shmid)
+    mine.write(0, b"root")
+    rss0 = vm_kb(shmfs.proc.pid)["VmRSS"]
+    p = subprocess.Popen(stranger_argv(shmfs.root, """
+        c = sc.Client(root)
+        shmid, other = int(args[0]), int(args[1])
+        h = c.hello()                   # it counts in its tally, bound
+        tally = os.open(os.path.join(root, sc.TALLY_DIR, "%d.%d" % (
+            h["sid"], h["gen"])), os.O_RDWR)
+        a = c.attach(shmid, rdonly=True)
+        for rnd in range(2):
+            got = {}
+            for i in range(5000):
+                for id in (shmid, other, i * 32768 + 7):
+                    try:
+                        r = c.detach_tally(id)
+                    except OSError as e:
+                        r = e.errno
+                    k = "%s:%d" % ("own" if id == shmid else "else", r)
+                    got[k] = got.get(k, 0) + 1
+            print(" ".join(sorted("%s=%d" % kv for kv in got.items())),
+                  flush=True)
+            sys.stdin.readline()
+        """, shmid, other), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)
+    try:
+        # its own record's settles answer 0, every other one EINVAL
+        assert p.stdout.readline().split() == ["else:22=10000", "own:0=5000"]
+        assert client.stat(shmid)["nattch"] == 2
+        assert client.stat(other)["nattch"] == 0
+        client.rmid(shmid)
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().split() == ["else:22=10000", "own:0=5000"]
+        st = client.stat(shmid)
+        assert st["nattch"] == 2 and st["mode"] & sc.SHM_DEST
+        assert mine.read(0, 4) == b"root"
+        grown = vm_kb(shmfs.proc.pid)["VmRSS"] - rss0
+        assert grown < 4096 or stress.instrumented(shmfs.proc.pid), \
+            "daemon grew by %d kB" % grown
+        p.communicate("\n", timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert client.stat(shmid)["nattch"] == 1
+    mine.detach()
+    assert catch(client.stat, shmid) == "EINVAL"
+    assert client.stat(other)["nattch"] == 0
+
+
 # -- pending forks without forks -----------------------------------------------
 
 def test_fork_requests_without_forks_do_not_inflate_nattch(shmfs, client):
