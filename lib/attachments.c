@@ -152,7 +152,8 @@ void detach_count(int shmid, unsigned int session, const struct my_tally *tm,
 	/* in a forked child, the daemon counts the parent's records' share
 	 * as refs of the child's: a plain detach */
 	if (rec >= 0 && tm && tm == tally_mine()) {
-		fast_detach(shmid, session, tm, (uint32_t)rec);
+		if (fast_detach(shmid, session, tm, (uint32_t)rec))
+			return; /* live and not removed: nothing freed */
 	} else {
 		r = ctl_ioctl_fd(fd, SHMFS_IOC_DETACH, &d, locked);
 		if (r < 0)

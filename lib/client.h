@@ -123,7 +123,7 @@ int kept_keep(int shmid, int ro, int fd, ino_t ino, uint64_t size,
 	      unsigned int session, uint32_t perm_gen);
 void kept_forget(void);
 void kept_gone(int shmid);
-void fast_detach(int shmid, unsigned int session, const struct my_tally *tm,
+int fast_detach(int shmid, unsigned int session, const struct my_tally *tm,
 		 uint32_t rec);
 
 /* attachments.c: callers hold att_lock */

@@ -168,7 +168,7 @@ int kept_count(int shmid, const struct kept_use *u)
 	if (table_seg_state(shmid, &perm_gen, &mode) == 0 &&
 	    !(mode & SHMFS_SHM_DEST))
 		return 0;
-	fast_detach(shmid, u->session, u->tm, u->rec);
+	(void)fast_detach(shmid, u->session, u->tm, u->rec);
 	return 1;
 }
 
@@ -236,9 +236,11 @@ void kept_forget(void)
 /*
  * shmdt's count, for an attach counted in record rec of tm: taken from
  * the record; if the segment was removed, the daemon settles it (frees
- * it if this was its last attach) before we return.
+ * it if this was its last attach) before we return.  1 when the
+ * table showed the segment live and not removed after the take (this
+ * detach freed nothing), else 0.
  */
-void fast_detach(int shmid, unsigned int session, const struct my_tally *tm,
+int fast_detach(int shmid, unsigned int session, const struct my_tally *tm,
 		 uint32_t rec)
 {
 	struct shmfs_detach d = { .shmid = shmid, .flags = SHMFS_DETACH_TALLY };
@@ -248,13 +250,16 @@ void fast_detach(int shmid, unsigned int session, const struct my_tally *tm,
 	rec_call(tm, rec, 0);
 	__atomic_fetch_sub(&tm->t->rec[rec].own, 1, __ATOMIC_SEQ_CST);
 	r = table_seg_state(shmid, &perm_gen, &mode);
-	if (r < 0 || (r == 0 && !(mode & SHMFS_SHM_DEST)))
-		return;
+	if (r == 0 && !(mode & SHMFS_SHM_DEST))
+		return 1;
+	if (r < 0)
+		return 0;
 	fd = atomic_load_explicit(&ctl_fd, memory_order_acquire);
 	if (fd < 0 || session != atomic_load(&session_gen))
-		return;
+		return 0;
 	r = ctl_ioctl_fd(fd, SHMFS_IOC_DETACH, &d, 0);
 	if (r < 0 && r != -EINVAL)
 		dbg("shmid %d: settling a removed segment: %s", shmid,
 		    strerror(-r));
+	return 0;
 }
