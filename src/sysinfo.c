@@ -177,29 +177,28 @@ pid_t sysinfo_tgid(pid_t tid)
 }
 
 /*
- * The kernel lists a thread's memory (VmSize and the rest) in its status
- * only while it has a memory map: a thread past exit_mm, closing its
- * files at exit, has none, and neither has the rest of its process (the
- * files close with the last thread).  Unsure (no status): false.
+ * A thread past exit_mm, closing its files at exit, has no memory map,
+ * and neither has the rest of its process (the files close with the
+ * last thread): its statm reads all zeros, where any process that runs
+ * has a size.  statm, not status: a sixth of the text, half the time.
+ * Unsure (no statm): false.
  */
 bool sysinfo_mm_gone(pid_t tid)
 {
-	char path[64], line[256];
-	bool named = false, mm = false;
-	FILE *f;
+	char path[64], text[128];
+	ssize_t n;
+	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)tid);
-	f = fopen(path, "re");
-	if (!f)
+	snprintf(path, sizeof(path), "/proc/%d/statm", (int)tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
 		return false;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "Name:", 5))
-			named = true;
-		else if (!strncmp(line, "VmSize:", 7))
-			mm = true;
-	}
-	fclose(f);
-	return named && !mm;
+	n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n < 2)
+		return false;
+	text[n] = '\0';
+	return text[0] == '0' && text[1] == ' ';
 }
 
 /* /proc/PID/status never waits for the process (stat does, in execve). */
