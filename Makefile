@@ -34,7 +34,8 @@ DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
 	src/ofile.c src/notify.c src/seg.c src/attach.c src/tally.c src/tallyfs.c \
 	src/segmem.c \
 	src/status.c src/perm.c src/sysinfo.c \
-	src/pubtab.c src/alive.c src/names.c src/passthrough.c src/reaper.c \
+	src/pubtab.c src/alive.c src/names.c src/passthrough.c src/uring.c \
+	src/reaper.c \
 	src/holder.c src/holder_msg.c src/holder_client.c src/holder_upgrade.c \
 	src/takeover.c src/table_tx.c src/files.c src/pheap.c \
 	src/pheap_alloc.c src/pheap_reply.c src/killpoint.c

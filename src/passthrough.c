@@ -25,6 +25,7 @@
 #include "passthrough.h"
 #include "seg.h"
 #include "takeover.h"
+#include "uring.h"
 
 #define PT_INIT_EXT (1u << 30) /* in flags: flags2 is meaningful */
 #define PT_PASSTHROUGH_FLAGS2 (1u << (37 - 32)) /* FUSE_PASSTHROUGH */
@@ -123,8 +124,10 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 		n = read(fd, buf, len);
 		if (n < (ssize_t)sizeof(*h))
 			return n;
-		if (h->opcode == PT_FUSE_INIT)
+		if (h->opcode == PT_FUSE_INIT) {
 			holder_note_init(buf, (size_t)n);
+			uring_note_init(buf, (size_t)n);
+		}
 		if (h->unique & PT_UNIQUE_RESEND) {
 			/* confirmed before it is answered: table_settle
 			 * must not take it for abandoned meanwhile */
@@ -145,6 +148,7 @@ static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 {
 	const struct pt_out_header *h = iov[0].iov_base;
+	bool rings = false; /* INIT's reply asks for them */
 
 	(void)userdata;
 	if (count == 2 && iov[0].iov_len == sizeof(*h) && !h->error) {
@@ -157,10 +161,16 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 		} else if (init_reply && iov[1].iov_len == PT_INIT_OUT_SIZE) {
 			struct pt_init_out_head *o = iov[1].iov_base;
 
-			o->flags |= PT_INIT_EXT;
-			o->flags2 |= PT_PASSTHROUGH_FLAGS2;
-			o->max_stack_depth = PT_STACK_DEPTH;
+			if (wanted) {
+				o->flags2 |= PT_PASSTHROUGH_FLAGS2;
+				o->max_stack_depth = PT_STACK_DEPTH;
+			}
+			o->flags2 |= uring_init_flags2();
+			if (o->flags2)
+				o->flags |= PT_INIT_EXT;
+			uring_init_sizes(o->max_write, o->max_pages);
 			init_reply = false;
+			rings = uring_init_flags2() != 0;
 		}
 	}
 	if (count >= 1 && iov[0].iov_len == sizeof(*h) && h->unique) {
@@ -170,9 +180,12 @@ static ssize_t pt_writev(int fd, struct iovec *iov, int count, void *userdata)
 			return ret;
 		/* the request's change commits with these very bytes */
 		table_reply(h->unique, iov, count);
-		ret = writev(fd, iov, count);
+		if (!uring_reply(iov, count, &ret))
+			ret = writev(fd, iov, count);
 		if (ret >= 0)
 			table_delivered();
+		if (rings && ret >= 0)
+			uring_start(); /* the kernel has taken INIT's reply */
 		return ret;
 	}
 	return writev(fd, iov, count);
@@ -192,7 +205,7 @@ int pt_install(struct fuse_session *se, int fd, int want)
 
 void pt_init(void)
 {
-	init_reply = wanted;
+	init_reply = true;
 }
 
 void pt_uninstall(void)

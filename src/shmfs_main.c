@@ -19,6 +19,7 @@
 #include "killpoint.h"
 #include "ops.h"
 #include "passthrough.h"
+#include "uring.h"
 #include "pheap.h"
 #include "pubtab.h"
 #include "reaper.h"
@@ -38,6 +39,7 @@ struct options {
 	int verbose;
 	int no_passthrough;
 	int no_failover;
+	int uring;
 	/* Non-option arguments: mount.fuse3 passes "SOURCE MOUNTPOINT". */
 	char *nonopt[2];
 	int n_nonopt;
@@ -58,6 +60,7 @@ static const struct fuse_opt option_spec[] = {
 	SHMFS_OPT("verbose", verbose),
 	SHMFS_OPT("no_passthrough", no_passthrough),
 	SHMFS_OPT("no_failover", no_failover),
+	SHMFS_OPT("uring", uring),
 	FUSE_OPT_END
 };
 /* clang-format on */
@@ -106,6 +109,11 @@ static void usage(const char *prog)
 	       "the mount\n"
 	       "                           (by default a successor adopts "
 	       "the table)\n"
+	       "    -o uring               requests through FUSE over io_uring "
+	       "(turns on\n"
+	       "                           the fuse module's enable_uring, "
+	       "for the whole\n"
+	       "                           machine; needs -o no_failover)\n"
 	       "    --upgrade MOUNTPOINT   replace the server of a live mount "
 	       "with\n"
 	       "                           this binary (no client notices)\n"
@@ -342,6 +350,13 @@ static int parse_args(int argc, char *argv[], struct fuse_args *args,
 	}
 	if (parse_limits(o, given) < 0)
 		return 2;
+	if (o->uring && !o->no_failover) {
+		fprintf(stderr,
+			"shmfs: -o uring needs -o no_failover: a request a dead "
+			"server took from its ring could be neither answered "
+			"nor sent again to a successor\n");
+		return 2;
+	}
 	if (!cl->mountpoint) {
 		fprintf(stderr, "shmfs: no mount point given (try %s --help)\n",
 			argv[0]);
@@ -592,7 +607,7 @@ static int mount_and_serve(struct fuse_args *args, const struct options *o,
 	struct fuse_session *se;
 	dev_t dev = 0;
 	pid_t holder;
-	int ret = 1;
+	int ret = 1, err = 0;
 
 	if (fuse_opt_add_arg(args, "-ofsname=shmfs,subtype=shmfs") != 0)
 		return 1;
@@ -601,11 +616,20 @@ static int mount_and_serve(struct fuse_args *args, const struct options *o,
 		return 2; /* libfuse has said which option it refused */
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
+	if (o->uring && (err = uring_enable()))
+		fprintf(stderr,
+			"shmfs: warning: -o uring: cannot turn on %s: %s; "
+			"requests go through /dev/fuse\n",
+			"/sys/module/fuse/parameters/enable_uring",
+			strerror(-err));
 	if (fuse_session_mount(se, cl->mountpoint) != 0)
 		goto out_signals;
 	if (pt_install(se, fuse_session_fd(se), !o->no_passthrough) != 0)
 		goto out_unmount;
+	if (o->uring && !err)
+		uring_prepare(se, fuse_session_fd(se));
 	mount_extras(cl, &dev);
+	uring_conn(dev);
 	if (fuse_daemonize(cl->foreground) != 0)
 		goto out_unmount;
 	probe_resend(fuse_session_fd(se));
@@ -624,6 +648,7 @@ static int mount_and_serve(struct fuse_args *args, const struct options *o,
 		ret = 0;
 	ops_stop();
 out_unmount:
+	uring_stop();
 	pt_uninstall();
 	fuse_session_unmount(se);
 out_signals:
