@@ -341,6 +341,8 @@ def remove_kernel_leftovers(pids=()):
 # ---------------------------------------------------------------- mount
 
 ARENA = False  # --arena: shmfs mounts with -o no_passthrough
+URING = False  # --uring: shmfs mounts with -o uring,no_failover
+URING_PARAM = "/sys/module/fuse/parameters/enable_uring"
 
 
 class Mount:
@@ -349,6 +351,8 @@ class Mount:
     def __init__(self, opts="allow_other,shmmni=32768"):
         if ARENA:
             opts += ",no_passthrough"
+        if URING:
+            opts += ",uring,no_failover"
         self.root = tempfile.mkdtemp(prefix="shmbench-")
         os.chmod(self.root, 0o755)
         self.err = tempfile.TemporaryFile(prefix="shmbench-daemon-")
@@ -787,6 +791,11 @@ def parse_args():
                     help="shmfs with -o no_passthrough: segments in the "
                     "daemon's arena, served through the page cache "
                     "(results to bench/results-arena.md by default)")
+    ap.add_argument("--uring", action="store_true",
+                    help="shmfs with -o uring,no_failover: requests through "
+                    "FUSE over io_uring (turns fuse's enable_uring on for "
+                    "the run; results to bench/results-uring.md by "
+                    "default; no failover group)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds per side (default 3)")
     ap.add_argument("--results",
@@ -794,6 +803,7 @@ def parse_args():
     a = ap.parse_args()
     if not a.results:
         a.results = os.path.join(BENCH, "results-arena.md" if a.arena
+                                 else "results-uring.md" if a.uring
                                  else "results.md")
     a.groups = GROUPS
     if a.only:
@@ -818,7 +828,9 @@ def write_results(path, res, args, info, cmdline, started, elapsed):
                  ", ".join(args.groups), args.rounds,
                  "quick" if args.quick else "full",
                  "the arena (-o no_passthrough)" if args.arena
-                 else "passthrough"),
+                 else "passthrough") + (
+                 "  Requests through FUSE over io_uring (-o uring,"
+                 "no_failover)." if args.uring else ""),
              "Kernel and shmfs columns are medians over the rounds; the "
              "ratio is the median of the per-round ratios shmfs/kernel and "
              "min..max their range (for shmfs-only rows, the range of the "
@@ -833,9 +845,10 @@ def write_results(path, res, args, info, cmdline, started, elapsed):
 
 
 def main():
-    global ARENA
+    global ARENA, URING
     args = parse_args()
     ARENA = args.arena
+    URING = args.uring
     if os.geteuid() != 0:
         sys.exit("run.py: run as root (it mounts shmfs and sets sysctls)")
     p = Params(args.quick)
@@ -857,6 +870,12 @@ def main():
     res = Results()
     restore = Restore()
     try:
+        if URING:
+            if not os.path.exists(URING_PARAM):
+                sys.exit("run.py: --uring: this kernel has no %s" %
+                         URING_PARAM)
+            restore.write(URING_PARAM, "Y")
+            args.groups = [g for g in args.groups if g != "failover"]
         if "scale" in args.groups:
             with open(SHMMNI) as f:
                 if int(f.read()) < p.counts[-1]:
