@@ -24,6 +24,7 @@ from stress import vm_kb
 from conftest import (CLIENT, ThreadStopper, skip_under_valgrind, threads_of,
                       until)
 from shmfs_client import IPC_PRIVATE, catch
+from test_tally_counts import Steps
 
 STRANGER = 4242
 SHM_NORESERVE = 0o10000
@@ -250,6 +251,55 @@ def test_settle_requests_from_a_stranger_change_nothing_and_hold_nothing(
     mine.detach()
     assert catch(client.stat, shmid) == "EINVAL"
     assert client.stat(other)["nattch"] == 0
+
+
+# -- a mapping left astray -----------------------------------------------------
+
+def test_a_strangers_mapping_left_astray_is_never_zeroed_and_holds_little(
+        shmfs_factory):
+    """The stranger attaches root's 0666 segment read-write and closes
+    every descriptor: its session ends, so its count does, while it keeps
+    the mapping (astray).  Root detaches, keeping its attach descriptor,
+    and removes the segment, freed at once.  The stranger's bytes are
+    never punched out under it, and the memory stays counted against
+    shmall while a file of it is open, and no longer: once root's process
+    ends, a new segment fits in shmall=1 page, though the stranger still
+    maps the old one.  Its stores there reach nothing of root's."""
+    m = shmfs_factory(["-o", "shmall=1"])
+    root = Steps(m)
+    stranger = Steps(m, ["setpriv", "--reuid=%d" % STRANGER,
+                         "--regid=%d" % STRANGER, "--clear-groups"])
+    c = m.client()
+    try:
+        shmid = root.value("get", 0x5157)
+        os.chmod(m.id_path(shmid), 0o666)
+        root("at", shmid)
+        root("put", 0x5a)
+        stranger("at", shmid)
+        stranger("closeall")
+        assert c.stat(shmid)["nattch"] == 1
+        # its attach file's RELEASE comes after the close
+        assert m.stats_when(handles=1)["handles"] == 1
+        root("dt")                      # keeps its attach descriptor
+        root("rmid", shmid)
+        assert m.stats()["shmids"] == 0
+        assert stranger.value("peek") == 0x5a
+        # counted while root's kept descriptor is open
+        assert m.stats()["pages"] == 1
+        assert catch(c.shmget, IPC_PRIVATE, PAGE, 0o600) == "ENOSPC"
+        root.close()
+        assert m.stats_when(pages=0)["pages"] == 0
+        assert stranger.value("peek") == 0x5a
+        fresh = c.shmget(0x5157, PAGE, sc.IPC_CREAT | 0o600)
+        stranger("put", 0x77)
+        a = c.attach(fresh)
+        assert a.read(0, PAGE) == bytes(PAGE)
+        a.detach()
+        assert stranger.value("peek") == 0x77
+        assert c.stat(fresh)["nattch"] == 0
+    finally:
+        root.close()
+        stranger.close()
 
 
 # -- pending forks without forks -----------------------------------------------
