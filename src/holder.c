@@ -631,28 +631,32 @@ static void holder_main(void)
 		 * shmget and IPC_RMID a switch to this process.  The socket
 		 * keeps them, descriptors included, even past the server's
 		 * death.  Its word that it serves is awaited at once.
+		 *
+		 * Nor does it wait on the connection, whose end (unmounted)
+		 * it learns at the next tick: the kernel wakes every poller
+		 * of /dev/fuse at each request queued, whatever events it
+		 * asked for, and that was a switch here per request.
 		 */
 		bool awaited = H.trying || !H.ready;
-		struct pollfd p[4] = {
+		struct pollfd p[3] = {
 			{ .fd = H.sock, .events = awaited ? POLLIN : 0 },
-			{ .fd = H.dev, .events = 0 },
 			{ .fd = H.listen, .events = POLLIN },
 			{ .fd = H.upgrader, .events = POLLIN },
 		};
 		bool hup;
-		int n = poll(p, 4, TICK_MS);
+		int n = poll(p, 3, TICK_MS);
 
 		if (n < 0 && errno != EINTR)
 			give_up("poll failed");
 		/* the table the server publishes in our name */
 		alive_holder_tick(SHMFS_TABLE_DIR);
 		reap_children();
-		if (p[1].revents & (POLLERR | POLLHUP))
+		if (connection_gone())
 			_exit(0); /* unmounted */
 		hup = !drain();
-		if (p[2].revents & POLLIN)
+		if (p[1].revents & POLLIN)
 			new_upgrader();
-		if (p[3].revents)
+		if (p[2].revents)
 			upgrader_message();
 		if (!server_dead(hup))
 			continue;

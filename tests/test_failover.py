@@ -453,6 +453,35 @@ def test_successors_publish_the_table_clients_read_without_asking(shmfs):
         p.wait(timeout=20)
 
 
+def switches(pid):
+    """The voluntary context switches of pid's threads, summed."""
+    n = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    n += int(line.split()[1])
+    return n
+
+
+def test_the_holder_sleeps_through_requests(shmfs, client):
+    """The holder wakes at its ticks (every 50 ms) and at the server's
+    word, not at each request: the kernel wakes every poller of /dev/fuse
+    as it queues a request, and a holder polling it was one more switch,
+    a wake-up of the other CPU, per call.  4,000 IPC_SETs, however long
+    they take, leave it at most its ticks' switches (two per tick, and
+    some slack)."""
+    shmid = client.shmget(IPC_PRIVATE, 4096, 0o600)
+    n = 4000
+    before, t0 = switches(shmfs.holder_pid), time.monotonic()
+    for _ in range(n):
+        client.set(shmid, 0, 0, 0o600)
+    woke = switches(shmfs.holder_pid) - before
+    ticks = (time.monotonic() - t0) / 0.05
+    assert woke <= 2 * ticks + 20, (woke, ticks)
+    assert 2 * ticks + 20 < n / 2, "too slow to tell: %d ticks" % ticks
+
+
 def test_single_thread_without_resend_has_no_holder(shmfs_factory,
                                                      monkeypatch):
     """-s reads every request through the one descriptor the holder would
