@@ -31,7 +31,7 @@ FUSE_CFLAGS = $(shell pkg-config --cflags fuse3 2>/dev/null)
 FUSE_LIBS = $(shell pkg-config --libs fuse3 2>/dev/null)
 
 DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
-	src/ofile.c src/notify.c src/seg.c src/attach.c src/tally.c src/tallyfs.c \
+	src/ofile.c src/notify.c src/seg.c src/attach.c src/forkkids.c src/tally.c src/tallyfs.c \
 	src/segmem.c \
 	src/status.c src/perm.c src/sysinfo.c \
 	src/pubtab.c src/alive.c src/names.c src/passthrough.c src/uring.c \
@@ -39,7 +39,7 @@ DAEMON_SRC := src/shmfs_main.c src/ops.c src/dir.c src/xattr.c src/ctl.c \
 	src/holder.c src/holder_msg.c src/holder_client.c src/holder_upgrade.c \
 	src/takeover.c src/table_tx.c src/files.c src/pheap.c \
 	src/pheap_alloc.c src/pheap_reply.c src/killpoint.c
-CORE_SRC := src/seg.c src/attach.c src/tally.c src/segmem.c src/status.c src/perm.c \
+CORE_SRC := src/seg.c src/attach.c src/forkkids.c src/tally.c src/segmem.c src/status.c src/perm.c \
 	src/table_tx.c src/files.c src/pheap.c src/pheap_alloc.c \
 	src/pheap_reply.c src/killpoint.c src/names.c
 LIB_SRC := lib/conn.c lib/table.c lib/tally.c lib/fastpath.c lib/attachments.c lib/fork.c lib/shm.c

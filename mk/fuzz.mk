@@ -12,7 +12,7 @@ FUZZ_DIR := $(B)/fuzz
 FUZZ_CFLAGS := -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_SRC_names := src/names.c
-FUZZ_SRC_ctl := src/seg.c src/attach.c src/tally.c src/segmem.c src/status.c src/perm.c \
+FUZZ_SRC_ctl := src/seg.c src/attach.c src/forkkids.c src/tally.c src/segmem.c src/status.c src/perm.c \
 	src/table_tx.c src/files.c src/pheap.c src/pheap_alloc.c \
 	src/pheap_reply.c src/killpoint.c src/names.c
 FUZZ_LEN_names := 300

@@ -21,7 +21,7 @@
 
 /* ---- processes and refs ---- */
 
-static struct proc *proc_find(pid_t tgid)
+struct proc *proc_find(pid_t tgid)
 {
 	struct proc *p;
 
@@ -432,62 +432,37 @@ static bool fork_may_be_child(const struct fork_pending *fp, pid_t tgid,
 	return kin && born_after(fp, born);
 }
 
-/* The oldest fork counted on file that tgid can be the child of. */
+/*
+ * The fork counted on file that tgid is the child of: of those it can be
+ * the child of, the last counted before its birth.  (The oldest would be
+ * wrong as soon as children end out of order: the youngest would take
+ * the first fork, and the first child would find none.)
+ */
 static struct fork_pending *fork_of_child(uint64_t file, pid_t tgid,
 					  pid_t parent, uint64_t born)
 {
-	struct fork_pending *fp, *oldest = NULL;
+	struct fork_pending *fp, *last = NULL;
 
 	for (fp = T.forks; fp; fp = fp->next)
 		if (fp->file == file &&
-		    fork_may_be_child(fp, tgid, parent, born))
-			oldest = fp; /* the list is newest first */
-	return oldest;
+		    fork_may_be_child(fp, tgid, parent, born) &&
+		    (!last || fp->since > last->since))
+			last = fp; /* the list is newest first */
+	return last;
 }
 
 /* A close of file by a process without a session there (its parent and
- * birth asked of the host before the lock). */
+ * birth asked of the host before the lock), at its exit if mm_gone. */
 static void stranger_closed(uint64_t file, pid_t tgid, pid_t parent,
-			    uint64_t born)
+			    uint64_t born, bool mm_gone)
 {
 	struct fork_pending *fp = fork_of_child(file, tgid, parent, born);
 
 	if (fp) {
-		refs_astray(fp->refs); /* a child may map what it inherited */
+		if (!mm_gone) /* a child may map what it inherited */
+			refs_astray(fp->refs);
 		fork_drop(fp, tgid);
 	}
-}
-
-/* The children of a process and their births, read without the lock. */
-struct kid {
-	pid_t pid;
-	uint64_t born;
-};
-
-static int kids_of(pid_t parent, struct kid **out)
-{
-	pid_t *pids = NULL;
-	struct kid *kids;
-	int n, i;
-
-	*out = NULL;
-	if (!Tcfg.children_of)
-		return -ENOSYS;
-	n = Tcfg.children_of(parent, &pids);
-	if (n <= 0)
-		return n;
-	kids = calloc((size_t)n, sizeof(*kids));
-	if (!kids) {
-		free(pids);
-		return -ENOMEM;
-	}
-	for (i = 0; i < n; i++) {
-		kids[i].pid = pids[i];
-		kids[i].born = Tcfg.born ? Tcfg.born(pids[i]) : 0;
-	}
-	free(pids);
-	*out = kids;
-	return n;
 }
 
 /*
@@ -533,8 +508,9 @@ static bool forks_pending(pid_t parent);
  * orphans).  The close is then one transaction, which a resend after a
  * server's death applies whole or finds applied.
  */
-/* Does the session of tgid on file count any attach? */
-static bool session_counts(uint64_t file, pid_t tgid)
+/* Does the session of tgid on file count any attach (or, forks pending,
+ * has it none: a child that may close what a fork counts for it)? */
+static bool session_counts(uint64_t file, pid_t tgid, bool forks)
 {
 	const struct session *s;
 	const struct hold *h;
@@ -542,7 +518,7 @@ static bool session_counts(uint64_t file, pid_t tgid)
 
 	s = session_find(proc_find(tgid), file);
 	if (!s)
-		return false;
+		return forks;
 	if (s->proc->nsessions == 1 && s->proc->refs)
 		return true;
 	for (h = s->holds; h; h = h->h_next)
@@ -568,7 +544,7 @@ void seg_session_close_by(uint64_t file, pid_t tgid, pid_t tid)
 
 	/* A process closing at its exit has no memory left by then: what
 	 * it attached is mapped no more (asked only if it counts any). */
-	if (Tcfg.mm_gone && session_counts(file, tgid))
+	if (Tcfg.mm_gone && session_counts(file, tgid, forks))
 		mm_gone = Tcfg.mm_gone(tid);
 	if (forks && Tcfg.parent_of) {
 		parent = Tcfg.parent_of(tgid);
@@ -582,7 +558,7 @@ void seg_session_close_by(uint64_t file, pid_t tgid, pid_t tid)
 		/* Closes by vfork children and other strangers find no
 		 * fork. */
 		if (!s && T.forks && Tcfg.parent_of)
-			stranger_closed(file, tgid, parent, born);
+			stranger_closed(file, tgid, parent, born, mm_gone);
 		else if (s && s->opens <= 1) {
 			bool orphans = session_end(s, mm_gone);
 

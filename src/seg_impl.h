@@ -301,6 +301,38 @@ void seg_fill_view(const struct seg *s, struct seg_view *v);
 
 /* attach.c */
 void attach_fini(void);
+struct proc *proc_find(pid_t tgid);
+
+/* forkkids.c: a process's children and their births, asked of the host
+ * (never under the lock); n, or -errno. */
+struct kid {
+	pid_t pid;
+	uint64_t born;
+};
+int kids_of(pid_t parent, struct kid **out);
+/* For user.shm.pids: the children of the parents whose pending forks
+ * count attaches of serial's segment (read before the lock), then under
+ * it the child each such fork counts for. */
+#define FORK_KIDS_PARENTS 16
+#define FORK_KIDS_MAX 65536
+struct fork_kids {
+	int n;
+	struct {
+		pid_t parent;
+		bool orphan; /* forks whose parent's session ended */
+		struct kid *kids;
+		int nkids;
+	} p[FORK_KIDS_PARENTS];
+};
+struct fork_guess {
+	const struct fork_pending *fp;
+	pid_t child;
+};
+void fork_kids_get(uint64_t serial, struct fork_kids *fk);
+void fork_kids_free(struct fork_kids *fk);
+int fork_guesses(const struct fork_kids *fk, struct fork_guess **out);
+pid_t fork_guess_of(const struct fork_pending *fp,
+		    const struct fork_guess *g, int ng);
 
 static inline unsigned file_bucket(uint64_t file)
 {

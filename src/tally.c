@@ -606,8 +606,10 @@ static int cmp_pid(const void *a, const void *b)
  * under its parent, for the moment in between.  A record's count is
  * its process's own, clamped: it can change no one else's.
  */
-int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
+static int pids_locked(uint64_t serial, struct perm_cred *c, char **text,
+		       const struct fork_kids *fk)
 {
+	struct fork_guess *g = NULL;
 	struct pid_count *pc;
 	const struct hold *h;
 	struct perm_obj o;
@@ -615,6 +617,7 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 	struct ref *r;
 	size_t n = 0, i, len = 0, size;
 	char *out;
+	int ng;
 	TABLE_READ();
 
 	s = serial_find(serial);
@@ -636,11 +639,16 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 		free(out);
 		return -ENOMEM;
 	}
+	/* a pending fork's attaches are its child's, once births tell
+	 * which child that is (else its parent's, for the moment) */
+	ng = fork_guesses(fk, &g);
 	n = 0;
 	for (r = s->refs; r; r = r->s_next) {
-		pc[n].pid = r->proc ? r->proc->tgid : r->fp->parent;
+		pc[n].pid = r->proc ? r->proc->tgid
+				    : fork_guess_of(r->fp, g, ng);
 		pc[n++].n = 1;
 	}
+	free(g);
 	for (h = s->holds; h; h = h->s_next)
 		if ((pc[n].n = hold_own(h)))
 			pc[n++].pid = h->sess->proc->tgid;
@@ -660,4 +668,15 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 	free(pc);
 	*text = out;
 	return 0;
+}
+
+int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
+{
+	struct fork_kids fk;
+	int err;
+
+	fork_kids_get(serial, &fk);
+	err = pids_locked(serial, c, text, &fk);
+	fork_kids_free(&fk);
+	return err;
 }
