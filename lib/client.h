@@ -138,5 +138,7 @@ void detach_list(struct attach *list);
 /* fork.c: a shmat or shmdt in progress holds off fork */
 void active_enter(void);
 void active_leave(void);
+/* In a child, before its first request: claims what the fork counted. */
+void fork_claim(void);
 
 #endif

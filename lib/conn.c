@@ -287,8 +287,10 @@ int ensure_init(void)
 {
 	int fd = atomic_load_explicit(&ctl_fd, memory_order_acquire);
 
-	if (fd >= 0)
+	if (fd >= 0) {
+		fork_claim();
 		return fd;
+	}
 	pthread_mutex_lock(&init_lock);
 	fd = atomic_load_explicit(&ctl_fd, memory_order_relaxed);
 	if (fd < 0)
@@ -312,6 +314,7 @@ int ctl_ioctl_fd(int fd, unsigned long cmd, void *arg, int locked)
 	if (size > sizeof(saved))
 		return -EINVAL;
 	memcpy(&saved, arg, size);
+	fork_claim();
 	for (tries = 0;; tries++) {
 		if (ioctl(fd, cmd, arg) == 0)
 			return 0;

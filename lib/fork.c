@@ -1,7 +1,8 @@
 /*
  * The fork protocol: the daemon counts a child's inherited attaches
  * before fork() returns (SHMFS_IOC_FORK in the prepare handler), the
- * child claims them, the parent gives them back if fork failed.
+ * child claims them before its first request, the parent gives them back
+ * if fork failed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,10 +54,42 @@ void active_leave(void)
 	pthread_mutex_unlock(&fork_lock);
 }
 
+/*
+ * The child's claim waits for its first request: a child that only runs
+ * and exits (or execs) never crosses for it, and its close of the .ctl it
+ * inherited ends the fork that counts for it.  Whatever it sends first,
+ * the claim goes before: a session started otherwise could not claim.
+ */
+static struct shmfs_fork claim_msg;
+static atomic_int claim_pending;
+static pthread_mutex_t claim_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void fork_claim(void)
+{
+	int fd, e;
+
+	if (!atomic_load_explicit(&claim_pending, memory_order_acquire))
+		return;
+	e = errno;
+	pthread_mutex_lock(&claim_lock);
+	if (atomic_load_explicit(&claim_pending, memory_order_relaxed)) {
+		fd = atomic_load_explicit(&ctl_fd, memory_order_acquire);
+		/* closed by the program: that close ended the fork */
+		if (fd_still(fd, &ctl_ident) &&
+		    ioctl(fd, SHMFS_IOC_FORK_CHILD, &claim_msg) < 0)
+			dbg("fork: SHMFS_IOC_FORK_CHILD: errno %d", errno);
+		atomic_store_explicit(&claim_pending, 0, memory_order_release);
+	}
+	pthread_mutex_unlock(&claim_lock);
+	errno = e;
+}
+
 static void atfork_prepare(void)
 {
 	int saved = errno;
 	int fd, r;
+
+	fork_claim(); /* what we inherited is ours before we hand it on */
 
 	/* fork_lock stays locked until the parent or child handler. */
 	pthread_mutex_lock(&fork_lock);
@@ -127,8 +160,11 @@ static void atfork_child(void)
 	active_calls = 0;
 	pthread_mutex_unlock(&init_lock);
 	pthread_mutex_unlock(&fork_lock);
-	if (fork_counted && ioctl(fd, SHMFS_IOC_FORK_CHILD, &fork_msg) < 0)
-		dbg("fork: SHMFS_IOC_FORK_CHILD: errno %d", errno);
+	pthread_mutex_init(&claim_lock, NULL);
+	if (fork_counted && fd >= 0) {
+		claim_msg = fork_msg;
+		atomic_store_explicit(&claim_pending, 1, memory_order_release);
+	}
 	fork_counted = 0;
 	errno = fork_saved_errno;
 }

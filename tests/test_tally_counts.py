@@ -345,3 +345,57 @@ def test_a_hostile_record_buys_a_fork_no_more_than_shmseg(shmfs):
         os.close(fd)
         h.close()
         c.close()
+
+
+# -- children that never claim -------------------------------------------------
+
+def test_children_that_never_claim_end_in_any_order(shmfs, steps):
+    """Children that make no call never claim what their forks counted;
+    each one's end takes exactly one count, the youngest's first as well
+    as the oldest's (the last fork before a child's birth is its own)."""
+    s = steps()
+    shmid = s.value("get", KEY)
+    s("at", shmid)
+    kids = [s.value("fork") for _ in range(6)]
+    assert s.value("stat", shmid) == 7
+    for i, kid in enumerate(reversed(kids)):
+        s("kill", kid)
+        assert s.value("stat", shmid) == 6 - i
+    s("dt")
+    assert s.value("stat", shmid) == 0
+
+
+def test_a_child_that_only_exits_claims_nothing(shmfs, steps):
+    """The claim waits for the child's first request: fork, exit and wait
+    of a process holding an attach make one request (the parent's fork
+    count) and the close of .ctl at the child's exit."""
+    s = steps()
+    shmid = s.value("get", KEY)
+    s("at", shmid)
+    s("forkexit")
+    before = shmfs.requests()
+    s("forkexit")
+    after = shmfs.requests()
+    assert after["ioctl"] - before["ioctl"] == 1
+    assert after["flush"] - before["flush"] == 1
+    assert s.value("stat", shmid) == 1
+
+
+def test_a_child_that_exits_unclaimed_leaves_nothing_astray(shmfs_factory):
+    """A child's close of .ctl at its exit, before any claim, leaves no
+    mapping behind: the segment, freed later with only its creator's kept
+    descriptor open, goes out of the memfd and out of shmall at once."""
+    m = shmfs_factory(["-o", "shmall=1"])
+    s = Steps(m)
+    try:
+        shmid = s.value("get", KEY)
+        s("at", shmid)
+        s("put", 0x5a)
+        s("forkexit")
+        s("dt")                         # keeps its descriptor
+        s("rmid", shmid)
+        assert m.stats()["shmids"] == 0
+        assert m.stats()["pages"] == 0
+        m.client().shmget(sc.IPC_PRIVATE, 4096, 0o600)
+    finally:
+        s.close()
