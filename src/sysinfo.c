@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -201,9 +203,40 @@ bool sysinfo_mm_gone(pid_t tid)
 	return text[0] == '0' && text[1] == ' ';
 }
 
-/* /proc/PID/status never waits for the process (stat does, in execve). */
+/*
+ * PIDFD_GET_INFO (Linux 6.13) gives the parent without formatting the
+ * whole of /proc/PID/status: a third of its cost, on the close of every
+ * child that never claimed its fork.  Neither waits for the process
+ * (/proc/PID/stat does, in execve).  Where the kernel lacks it, status.
+ */
+struct host_pidfd_info {
+	uint64_t mask, cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid,
+		fsgid, spare0[1];
+};
+#define HOST_PIDFD_GET_INFO _IOWR(0xFF, 11, struct host_pidfd_info)
+#define HOST_PIDFD_INFO_PID 1u
+
+static atomic_bool pidfd_info_missing;
+
 pid_t sysinfo_parent(pid_t tgid)
 {
+	struct host_pidfd_info info = { .mask = HOST_PIDFD_INFO_PID };
+	int fd, r;
+
+	if (!atomic_load_explicit(&pidfd_info_missing, memory_order_relaxed)) {
+		fd = (int)syscall(SYS_pidfd_open, tgid, 0);
+		if (fd < 0 && errno != ESRCH && errno != EINVAL)
+			atomic_store(&pidfd_info_missing, true);
+		if (fd >= 0) {
+			r = ioctl(fd, HOST_PIDFD_GET_INFO, &info);
+			if (r < 0 && errno != ESRCH)
+				atomic_store(&pidfd_info_missing, true);
+			close(fd);
+			if (r == 0 && info.ppid > 0)
+				return (pid_t)info.ppid;
+		}
+	}
 	return status_field(tgid, "PPid:");
 }
 
