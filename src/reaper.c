@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,7 +103,15 @@ int fusectl_abort(int dir)
 	return err;
 }
 
-static void reaper_main(pid_t daemon, dev_t dev)
+/* The holder is gone, or there is none. */
+static bool holder_gone(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return pidfd < 0 || (poll(&p, 1, 0) == 1 && p.revents);
+}
+
+static void reaper_main(pid_t daemon, dev_t dev, int holder)
 {
 	int dir = fusectl_dir(dev), waited, n;
 	sigset_t set;
@@ -127,6 +137,11 @@ static void reaper_main(pid_t daemon, dev_t dev)
 			_exit(0); /* its descriptors are closed or closing */
 		sleep_ms(10);
 	}
+	/* a holder that outlives the daemon serves on with a successor,
+	 * which answers the lookup the stuck thread waits behind; one
+	 * killed before the daemon leaves it to us */
+	if (!holder_gone(holder))
+		_exit(0);
 	n = fusectl_abort(dir);
 	if (n == -ENOENT)
 		_exit(0); /* the connection went meanwhile */
@@ -138,9 +153,10 @@ static void reaper_main(pid_t daemon, dev_t dev)
 	_exit(n ? 1 : 0);
 }
 
-int reaper_start(dev_t dev)
+int reaper_start(dev_t dev, pid_t holder)
 {
 	pid_t daemon = getpid(), pid;
+	int hfd;
 
 	pid = fork();
 	if (pid < 0)
@@ -151,6 +167,9 @@ int reaper_start(dev_t dev)
 	if (close_range(3, ~0U, 0) != 0)
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
-	reaper_main(daemon, dev);
+	hfd = holder > 0 ? (int)syscall(SYS_pidfd_open, holder, 0) : -1;
+	if (holder > 0 && hfd < 0)
+		_exit(0); /* gone already, or no pidfd: the holder's job */
+	reaper_main(daemon, dev, hfd);
 	return 0; /* not reached */
 }

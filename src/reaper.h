@@ -7,8 +7,10 @@
 #include <sys/types.h>
 
 /* Fork the reaper for the connection whose superblock is dev.  Call it
- * once the serving process is final and before it starts any thread. */
-int reaper_start(dev_t dev);
+ * once the serving process is final and before it starts any thread.
+ * With a holder (its pid, else 0), the reaper leaves the connection to
+ * it while it lives: the holder's successor answers what is stuck. */
+int reaper_start(dev_t dev, pid_t holder);
 
 /* Also the holder's (holder.c): */
 /* Threads of a process: 0 when it is gone, -1 when unknown; and whether

@@ -466,7 +466,7 @@ static pid_t serving_extras(dev_t dev, int devfd, const struct options *o,
 			"shmfs: warning: no holder (%s): the daemon's "
 			"death will end the mount\n",
 			strerror(-err));
-	if ((o->no_failover || err) && dev && (err = reaper_start(dev)))
+	if (dev && (err = reaper_start(dev, holder_pid())))
 		fprintf(stderr,
 			"shmfs: warning: no reaper (%s): a daemon killed "
 			"while it drops a name may need fusectl's abort\n",

@@ -455,17 +455,20 @@ def _abort_all_of(dev):
         pass
 
 
+@pytest.mark.parametrize("holder", ["none", "killed first"])
 def test_daemon_killed_while_dropping_a_name_is_unstuck_by_its_reaper(
-        shmfs_factory):
+        shmfs_factory, holder):
     """The thread that drops .id/<shmid> names waits, uninterruptibly, for
     the .id directory's lock, which a client's lookup holds while it waits
     for the daemon.  Killed then, the daemon cannot finish dying and the
     client would wait for ever: the daemon's reaper aborts the connection
     (shmfs.1, LIMITATIONS).  This is the daemon without a holder
-    (no_failover); with one, the successor answers the lookup
-    (test_failover.py).  The race is made certain by stopping the
-    daemon's threads one by one with ptrace."""
-    m = shmfs_factory(["-o", "no_failover"])
+    (no_failover), or with one killed before it; with a live one, the
+    successor answers the lookup (test_failover.py).  The race is made
+    certain by stopping the daemon's threads one by one with ptrace."""
+    m = shmfs_factory(["-o", "no_failover"] if holder == "none" else [])
+    if holder != "none":
+        m.kill_holder()
     pid = m.proc.pid
     skip_under_valgrind(pid)
     tracer = ThreadStopper()
