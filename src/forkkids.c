@@ -200,14 +200,13 @@ static bool in_group(const struct fork_kids *fk, int i,
 		     const struct fork_pending *fp)
 {
 	return fp->parent == fk->p[i].parent &&
-	       (fp->orphan ? fp->scanned && fk->p[i].orphan
-			   : !fk->p[i].orphan);
+	       (fp->orphan ? fp->scanned && fk->p[i].orphan : !fk->p[i].orphan);
 }
 
 /*
  * The child of each pending fork of fk's parents, as fork_guess pairs
- * (malloc'd, NULL when none, sorted for fork_guess_of); their number.  Under the
- * lock, which fk's reading was not.
+ * (malloc'd, NULL when none, sorted for fork_guess_of); their number.  Under
+ * the lock, which fk's reading was not.
  */
 int fork_guesses(const struct fork_kids *fk, struct fork_guess **out)
 {
@@ -256,8 +255,8 @@ int fork_guesses(const struct fork_kids *fk, struct fork_guess **out)
 }
 
 /* The child fp counts for, by the guesses (its parent when unknown). */
-pid_t fork_guess_of(const struct fork_pending *fp,
-		    const struct fork_guess *g, int ng)
+pid_t fork_guess_of(const struct fork_pending *fp, const struct fork_guess *g,
+		    int ng)
 {
 	struct fork_guess key = { .fp = fp };
 	const struct fork_guess *hit =

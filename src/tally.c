@@ -644,8 +644,8 @@ static int pids_locked(uint64_t serial, struct perm_cred *c, char **text,
 	ng = fork_guesses(fk, &g);
 	n = 0;
 	for (r = s->refs; r; r = r->s_next) {
-		pc[n].pid = r->proc ? r->proc->tgid
-				    : fork_guess_of(r->fp, g, ng);
+		pc[n].pid =
+			r->proc ? r->proc->tgid : fork_guess_of(r->fp, g, ng);
 		pc[n++].n = 1;
 	}
 	free(g);
