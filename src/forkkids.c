@@ -13,6 +13,15 @@
 #include "seg.h"
 #include "seg_impl.h"
 
+/* How many children lists were read, for the stats (each one a read of
+ * /proc per thread of the parent, and one birth read per child). */
+static _Atomic uint64_t kids_reads;
+
+uint64_t kids_read_count(void)
+{
+	return kids_reads;
+}
+
 int kids_of(pid_t parent, struct kid **out)
 {
 	pid_t *pids = NULL;
@@ -22,6 +31,7 @@ int kids_of(pid_t parent, struct kid **out)
 	*out = NULL;
 	if (!Tcfg.children_of)
 		return -ENOSYS;
+	kids_reads++;
 	n = Tcfg.children_of(parent, &pids);
 	if (n <= 0)
 		return n;

@@ -857,6 +857,7 @@ void seg_get_stats(struct seg_stats *st)
 	st->sessions = T.nsessions;
 	st->pending_forks = T.npending;
 	st->attaches = T.nrefs + tally_attaches();
+	st->kids_reads = kids_read_count();
 	segmem_stats(st);
 	{
 		struct pheap_stats ph;

@@ -316,6 +316,7 @@ struct seg_stats {
 	uint64_t tx_commits; /* transactions that changed the table */
 	uint64_t tx_pages; /* pages they dirtied (write faults) */
 	uint64_t hot_pages; /* heap pages kept writable (copied per tx) */
+	uint64_t kids_reads; /* children lists read from the host */
 };
 void seg_get_stats(struct seg_stats *s);
 

@@ -310,6 +310,7 @@ struct kid {
 	uint64_t born;
 };
 int kids_of(pid_t parent, struct kid **out);
+uint64_t kids_read_count(void);
 /* For user.shm.pids: the children of the parents whose pending forks
  * count attaches of serial's segment (read before the lock), then under
  * it the child each such fork counts for. */

@@ -606,28 +606,35 @@ static int cmp_pid(const void *a, const void *b)
  * under its parent, for the moment in between.  A record's count is
  * its process's own, clamped: it can change no one else's.
  */
+static int pids_may(struct seg *s, struct perm_cred *c)
+{
+	struct perm_obj o;
+
+	if (!s || s->freed)
+		return -ENOENT;
+	/* Who is attached is not part of what IPC_STAT shows (the kernel
+	 * shows no attacher's pid to anyone): the owner's and root's. */
+	o = seg_perm(s);
+	return perm_owner(c, &o) ? -EACCES : 0;
+}
+
 static int pids_locked(uint64_t serial, struct perm_cred *c, char **text,
 		       const struct fork_kids *fk)
 {
 	struct fork_guess *g = NULL;
 	struct pid_count *pc;
 	const struct hold *h;
-	struct perm_obj o;
 	struct seg *s;
 	struct ref *r;
 	size_t n = 0, i, len = 0, size;
 	char *out;
-	int ng;
+	int ng, err;
 	TABLE_READ();
 
 	s = serial_find(serial);
-	if (!s || s->freed)
-		return -ENOENT;
-	/* Who is attached is not part of what IPC_STAT shows (the kernel
-	 * shows no attacher's pid to anyone): the owner's and root's. */
-	o = seg_perm(s);
-	if (perm_owner(c, &o))
-		return -EACCES;
+	err = pids_may(s, c);
+	if (err)
+		return err;
 	for (h = s->holds; h; h = h->s_next)
 		n++;
 	n += s->ds.nattch;
@@ -675,6 +682,15 @@ int seg_pids(uint64_t serial, struct perm_cred *c, char **text)
 	struct fork_kids fk;
 	int err;
 
+	/* Refused before the host's process table is read (and again
+	 * below, where the answer is made: the mode may change between). */
+	{
+		TABLE_READ();
+
+		err = pids_may(serial_find(serial), c);
+		if (err)
+			return err;
+	}
 	fork_kids_get(serial, &fk);
 	err = pids_locked(serial, c, text, &fk);
 	fork_kids_free(&fk);

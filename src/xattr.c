@@ -122,11 +122,13 @@ static void reply_stats(fuse_req_t req, size_t size)
 		     "\npassthrough %" PRIu64 "\narena %" PRIu64
 		     "\nunmeasured %" PRIu64 "\nheap_bytes %" PRIu64
 		     "\ntx_commits %" PRIu64 "\ntx_pages %" PRIu64
-		     "\nhot_pages %" PRIu64 "\nring_requests %" PRIu64 "\n",
+		     "\nhot_pages %" PRIu64 "\nring_requests %" PRIu64
+		     "\nchildren_reads %" PRIu64 "\n",
 		     s.used, s.tot_pages, s.objects, s.handles, s.procs,
 		     s.sessions, s.pending_forks, s.attaches, s.memory,
 		     s.passthrough, s.arena, s.unmeasured, s.heap_bytes,
-		     s.tx_commits, s.tx_pages, s.hot_pages, uring_served());
+		     s.tx_commits, s.tx_pages, s.hot_pages, uring_served(),
+		     s.kids_reads);
 	reply_xattr_buf(req, text, (size_t)n, size);
 }
 

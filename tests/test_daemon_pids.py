@@ -97,3 +97,39 @@ def test_pids_only_for_root_and_the_owner(shmfs, client):
     assert r.returncode == 0 and r.stdout == "%d:1" % os.getpid(), r
     a.detach()
     assert catch(os.getxattr, path, "user.shm.pids") is None
+
+
+def test_a_refused_pids_read_costs_the_daemon_no_process_table_read(shmfs):
+    """Naming a pending fork's child reads its parent's children from the
+    host; a caller refused the answer is refused before that: another
+    user's reads, as many as it likes, make the daemon read nothing."""
+    from test_tally_counts import Steps
+    s = Steps(shmfs)
+    kid = None
+    try:
+        shmid = s.value("get", KEY)
+        s("at", shmid)
+        kid = s.value("fork")           # never claims: its fork pends
+        s.value("stat", shmid)          # the parent's own request
+        c = shmfs.client()
+        try:
+            c.set(shmid, 0, 0, 0o666)   # anyone may IPC_STAT, not see who
+        finally:
+            c.close()
+        before = shmfs.stats()["children_reads"]
+        assert pids(shmfs, shmid) == {s.pid: 1, kid: 1}
+        mine = shmfs.stats()["children_reads"]
+        assert mine > before            # root's answer needed the host's
+        path = shmfs.id_path(shmid)
+        r = shmfs.as_user(["sh", "-c", 'for i in 1 2 3 4 5 6 7 8; do '
+                           'getfattr -n user.shm.pids "$0" || :; done',
+                           path], uid=1000, gid=1000)
+        assert r.stderr.count("Permission denied") == 8, r
+        assert shmfs.stats()["children_reads"] == mine
+        s("kill", kid)
+        kid = None
+        s("dt")
+    finally:
+        if kid:
+            os.kill(kid, signal.SIGKILL)
+        s.close()
