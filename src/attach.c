@@ -447,7 +447,7 @@ static struct fork_pending *fork_of_child(uint64_t file, pid_t tgid,
 		if (fp->file == file &&
 		    fork_may_be_child(fp, tgid, parent, born) &&
 		    (!last || fp->since > last->since))
-			last = fp; /* the list is newest first */
+			last = fp;
 	return last;
 }
 

@@ -168,8 +168,10 @@ int reaper_start(dev_t dev, pid_t holder)
 		for (int fd = 3; fd < 1024; fd++)
 			close(fd);
 	hfd = holder > 0 ? (int)syscall(SYS_pidfd_open, holder, 0) : -1;
-	if (holder > 0 && hfd < 0)
-		_exit(0); /* gone already, or no pidfd: the holder's job */
+	/* a holder gone already leaves it to us; one we cannot watch
+	 * (no pidfd here) is trusted to outlive the daemon */
+	if (holder > 0 && hfd < 0 && errno != ESRCH)
+		_exit(0);
 	reaper_main(daemon, dev, hfd);
 	return 0; /* not reached */
 }
