@@ -32,8 +32,12 @@ static struct {
  */
 #define NOTIFY_QUEUE_MAX (1u << 16)
 
-void ops_shmid_freed(int shmid)
+void ops_shmid_freed(int shmid, bool named)
 {
+	/* a name the kernel never looked up is not cached: nothing to drop
+	 * (and a private segment's create and IPC_RMID wake no thread) */
+	if (!named)
+		return;
 	pthread_mutex_lock(&N.lock);
 	if (N.len == N.cap) {
 		size_t cap = N.cap ? N.cap * 2 : 64;

@@ -21,6 +21,6 @@ bool ops_handing_over(void);
 void ops_abandoned_open(uint64_t fh);
 void ops_stop(void);
 /* Given to seg.c: a shmid is gone for good. */
-void ops_shmid_freed(int shmid);
+void ops_shmid_freed(int shmid, bool named);
 
 #endif

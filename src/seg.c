@@ -269,7 +269,7 @@ void seg_sysv_free(struct seg *s)
 	s->slot = -1;
 	s->freed = true;
 	if (Tcfg.freed)
-		Tcfg.freed(s->ds.shmid);
+		Tcfg.freed(s->ds.shmid, s->nlookup > 0);
 	seg_memory_settle(s);
 	seg_maybe_destroy(s);
 }
@@ -770,7 +770,7 @@ void seg_objects_adopt(void)
 			if (!s->freed || !s->nlookup)
 				continue;
 			if (Tcfg.freed)
-				Tcfg.freed(s->ds.shmid);
+				Tcfg.freed(s->ds.shmid, true);
 			s->nlookup = 0;
 			seg_maybe_destroy(s);
 		}

@@ -81,8 +81,9 @@ struct seg_config {
 	 * first server began: process state that the table keeps). */
 	void (*born_resume)(uint64_t at);
 	/* Told (under the table lock; must not block) that a shmid is gone
-	 * for good, so the front end can drop names the kernel caches. */
-	void (*freed)(int shmid);
+	 * for good, so the front end can drop names the kernel caches;
+	 * named: the kernel holds a lookup of it (else it caches no name). */
+	void (*freed)(int shmid, bool named);
 	/* Optional: pages one new segment may reserve (unless created
 	 * with SHM_NORESERVE), as the host's overcommit policy allows. */
 	uint64_t (*commit_room)(void);

@@ -175,9 +175,10 @@ static pid_t fake_parent_of(pid_t tgid)
 
 static int freed_calls;
 
-static void fake_freed(int shmid)
+static void fake_freed(int shmid, bool named)
 {
 	(void)shmid;
+	(void)named;
 	freed_calls++;
 }
 

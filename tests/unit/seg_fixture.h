@@ -37,6 +37,7 @@ static struct {
 	int freed[64];			/* the first shmids freed */
 	int nfreed;
 	int last_freed;
+	int nnamed;			/* of those, freed with a lookup held */
 	struct {
 		pid_t child, parent;
 	} parents[8];
@@ -59,8 +60,9 @@ static inline int64_t fake_now(void)
 	return fake.clock;
 }
 
-static inline void fake_freed(int shmid)
+static inline void fake_freed(int shmid, bool named)
 {
+	fake.nnamed += named;
 	if (fake.nfreed < (int)(sizeof(fake.freed) / sizeof(fake.freed[0])))
 		fake.freed[fake.nfreed] = shmid;
 	fake.nfreed++;

@@ -1253,6 +1253,7 @@ static void test_lookups_and_forget(void)
 	/* freed with two holds: findable by serial until the last forget */
 	CHECK_EQ(rmid(a), 0);
 	CHECK_EQ(fake.nfreed, 1);
+	CHECK_EQ(fake.nnamed, 1); /* the front end drops its names */
 	CHECK_EQ(seg_lookup_id(a, false, &v), -ENOENT);
 	CHECK_EQ(seg_lookup_key(KEY, &v), -ENOENT);
 	REQUIRE(CHECK_EQ(seg_lookup_serial(serial, &v), 0));
@@ -1281,6 +1282,7 @@ static void test_lookups_and_forget(void)
 	REQUIRE(CHECK_EQ(seg_lookup_serial(v.serial, &v), 0));
 	serial = v.serial;
 	CHECK_EQ(rmid(d), 0);
+	CHECK_EQ(fake.nnamed, 1); /* forgotten: the kernel caches no name */
 	CHECK_EQ(seg_lookup_serial(serial, &v), -ENOENT);
 	CHECK_EQ(stats().objects, 1);
 }
