@@ -138,7 +138,8 @@ void detach_list(struct attach *list);
 /* fork.c: a shmat or shmdt in progress holds off fork */
 void active_enter(void);
 void active_leave(void);
-/* In a child, before its first request: claims what the fork counted. */
+/* In a child, at its first call: lets go of its parent's tally and kept
+ * descriptors, and claims what the fork counted. */
 void fork_claim(void);
 
 #endif

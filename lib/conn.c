@@ -285,12 +285,12 @@ int recover(int used)
 /* Returns the control descriptor, or -ENOSYS while no daemon answers. */
 int ensure_init(void)
 {
-	int fd = atomic_load_explicit(&ctl_fd, memory_order_acquire);
+	int fd;
 
-	if (fd >= 0) {
-		fork_claim();
+	fork_claim(); /* a child's first call: before any of its own state */
+	fd = atomic_load_explicit(&ctl_fd, memory_order_acquire);
+	if (fd >= 0)
 		return fd;
-	}
 	pthread_mutex_lock(&init_lock);
 	fd = atomic_load_explicit(&ctl_fd, memory_order_relaxed);
 	if (fd < 0)

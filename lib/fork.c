@@ -32,6 +32,8 @@ static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fork_cond = PTHREAD_COND_INITIALIZER;
 static unsigned int active_calls;
 static unsigned int forks_waiting;
+/* Some thread waited on fork_cond since it last started afresh. */
+static int cond_waited;
 /* Carried from the prepare handler to the parent and child handlers. */
 static struct shmfs_fork fork_msg;
 static int fork_counted;
@@ -40,8 +42,10 @@ static int fork_saved_errno;
 void active_enter(void)
 {
 	pthread_mutex_lock(&fork_lock);
-	while (forks_waiting)
+	while (forks_waiting) {
+		cond_waited = 1;
 		pthread_cond_wait(&fork_cond, &fork_lock);
+	}
 	active_calls++;
 	pthread_mutex_unlock(&fork_lock);
 }
@@ -55,30 +59,40 @@ void active_leave(void)
 }
 
 /*
- * The child's claim waits for its first request: a child that only runs
- * and exits (or execs) never crosses for it, and its close of the .ctl it
- * inherited ends the fork that counts for it.  Whatever it sends first,
- * the claim goes before: a session started otherwise could not claim.
+ * A child's part waits for its first call into us: the claim of what its
+ * fork counted for it (a child that only runs and exits, or execs, never
+ * crosses for it, and its close of the .ctl it inherited ends the fork),
+ * and letting go of its parent's tally and kept descriptors.  The child
+ * handler only unlocks and flags: every page a child writes, or runs code
+ * from, is a fault of its own after fork.  Whatever the child sends
+ * first, the claim goes before: a session started otherwise could not
+ * claim.
  */
 static struct shmfs_fork claim_msg;
-static atomic_int claim_pending;
+static int claim_counted;
+static atomic_int child_pending;
 static pthread_mutex_t claim_lock = PTHREAD_MUTEX_INITIALIZER;
+static const pthread_mutex_t mutex_fresh = PTHREAD_MUTEX_INITIALIZER;
+static const pthread_cond_t cond_fresh = PTHREAD_COND_INITIALIZER;
 
 void fork_claim(void)
 {
 	int fd, e;
 
-	if (!atomic_load_explicit(&claim_pending, memory_order_acquire))
+	if (!atomic_load_explicit(&child_pending, memory_order_acquire))
 		return;
 	e = errno;
 	pthread_mutex_lock(&claim_lock);
-	if (atomic_load_explicit(&claim_pending, memory_order_relaxed)) {
+	if (atomic_load_explicit(&child_pending, memory_order_relaxed)) {
+		tally_forget(); /* its mapping stayed with the parent */
+		kept_forget();
 		fd = atomic_load_explicit(&ctl_fd, memory_order_acquire);
 		/* closed by the program: that close ended the fork */
-		if (fd_still(fd, &ctl_ident) &&
+		if (claim_counted && fd_still(fd, &ctl_ident) &&
 		    ioctl(fd, SHMFS_IOC_FORK_CHILD, &claim_msg) < 0)
 			dbg("fork: SHMFS_IOC_FORK_CHILD: errno %d", errno);
-		atomic_store_explicit(&claim_pending, 0, memory_order_release);
+		claim_counted = 0;
+		atomic_store_explicit(&child_pending, 0, memory_order_release);
 	}
 	pthread_mutex_unlock(&claim_lock);
 	errno = e;
@@ -94,8 +108,10 @@ static void atfork_prepare(void)
 	/* fork_lock stays locked until the parent or child handler. */
 	pthread_mutex_lock(&fork_lock);
 	forks_waiting++;
-	while (active_calls)
+	while (active_calls) {
+		cond_waited = 1;
 		pthread_cond_wait(&fork_cond, &fork_lock);
+	}
 	forks_waiting--;
 	pthread_mutex_lock(&init_lock);
 	fork_counted = 0;
@@ -150,21 +166,24 @@ static void atfork_child(void)
 
 	/*
 	 * Plain mutexes may be unlocked here by the thread that locked them
-	 * before fork; the condition variable may hold waiters that stayed
-	 * in the parent, so it starts afresh.
+	 * before fork.  Locks another thread held (or waited on) at the fork
+	 * start afresh, by assignment: no call, no page of code to fault in.
+	 * The rest waits for the child's first call (fork_claim).
 	 */
-	tally_forget(); /* its mapping stayed with the parent */
-	kept_forget();
-	pthread_cond_init(&fork_cond, NULL);
-	forks_waiting = 0;
-	active_calls = 0;
+	if (cond_waited) {
+		fork_cond = cond_fresh;
+		cond_waited = 0;
+	}
+	if (forks_waiting)
+		forks_waiting = 0;
 	pthread_mutex_unlock(&init_lock);
 	pthread_mutex_unlock(&fork_lock);
-	pthread_mutex_init(&claim_lock, NULL);
+	claim_lock = mutex_fresh;
 	if (fork_counted && fd >= 0) {
 		claim_msg = fork_msg;
-		atomic_store_explicit(&claim_pending, 1, memory_order_release);
+		claim_counted = 1;
 	}
+	atomic_store_explicit(&child_pending, 1, memory_order_release);
 	fork_counted = 0;
 	errno = fork_saved_errno;
 }
