@@ -600,12 +600,6 @@ static int cmp_pid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-/*
- * "pid:count pid:count": every process holding an attach, by pid.  A
- * child that has not yet claimed what it inherited at fork is counted
- * under its parent, for the moment in between.  A record's count is
- * its process's own, clamped: it can change no one else's.
- */
 static int pids_may(struct seg *s, struct perm_cred *c)
 {
 	struct perm_obj o;
@@ -618,6 +612,13 @@ static int pids_may(struct seg *s, struct perm_cred *c)
 	return perm_owner(c, &o) ? -EACCES : 0;
 }
 
+/*
+ * "pid:count pid:count": every process holding an attach, by pid.  A
+ * child that has not yet claimed what it inherited at fork is counted
+ * under its own pid once births tell which child a pending fork is for
+ * (forkkids.c), else under its parent.  A record's count is its
+ * process's own, clamped: it can change no one else's.
+ */
 static int pids_locked(uint64_t serial, struct perm_cred *c, char **text,
 		       const struct fork_kids *fk)
 {
