@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
+#include <sys/prctl.h>
 #include <sys/shm.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -46,11 +47,15 @@ static void on_term(int sig)
 	exit(0);
 }
 
-/* The child waits for a signal; it tells the parent it runs on pfd. */
-static void child(int pfd, int detach)
+/* The child waits for a signal; it tells the parent it runs on pfd.  It
+ * dies with its parent: a test that fails before it kills the child
+ * leaves nothing behind. */
+static void child(int pfd, int detach, pid_t parent)
 {
 	char c = 'r';
 
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+		_exit(1);
 	signal(SIGTERM, on_term);
 	while (detach && depth > 0)
 		if (shmdt(stack[--depth]) < 0)
@@ -63,8 +68,8 @@ static void child(int pfd, int detach)
 
 static void do_fork(int detach)
 {
+	pid_t parent = getpid(), pid;
 	int p[2];
-	pid_t pid;
 	char c;
 
 	if (pipe(p) < 0)
@@ -74,7 +79,7 @@ static void do_fork(int detach)
 		return fail("fork");
 	if (pid == 0) {
 		close(p[0]);
-		child(p[1], detach);
+		child(p[1], detach, parent);
 	}
 	close(p[1]);
 	if (read(p[0], &c, 1) != 1 || c != 'r')
