@@ -101,7 +101,7 @@ static int hot_find(uint64_t page)
 static void hot_add(uint64_t page)
 {
 	if (ph.nhot < ph.hot_limit && hot_find(page) < 0)
-		ph.hot[ph.nhot++] = (struct hot){ page, ph.changes + 1 };
+		ph.hot[ph.nhot++] = (struct hot){ page, ph.changes + 1, false };
 }
 
 /* Whether hot page i differs from its copy in the undo log (entry i,
@@ -578,10 +578,12 @@ void ptx_begin(void)
 		die("pheap: ptx_begin: the undo log is not empty", NULL, "");
 	ph.fresh_lo = ph.fresh_hi = page_up(ph.h->top);
 	/* the hot pages, as they are now, before any store of this
-	 * transaction: what a fault would have copied */
+	 * transaction: what a fault would have copied (a slot that still
+	 * holds it is not copied again) */
 	for (i = 0; i < ph.nhot; i++) {
-		memcpy(undo_slot((uint64_t)i), BASE + ph.hot[i].page * PAGE,
-		       PAGE);
+		if (!ph.hot[i].copied)
+			memcpy(undo_slot((uint64_t)i),
+			       BASE + ph.hot[i].page * PAGE, PAGE);
 		ph.undo->page[i] = ph.hot[i].page;
 		__atomic_store_n(&ph.undo->count, (uint64_t)i + 1,
 				 __ATOMIC_RELEASE);
@@ -616,7 +618,10 @@ bool ptx_dirty(void)
  * At the end of a transaction that logged n pages: hot pages it changed
  * are fresh again; one that no transaction changing anything changed in
  * HOT_AGE of them goes back to read-only (the pages of other work take
- * its place).  Transactions that only read do not age anything.
+ * its place).  Transactions that only read do not age anything.  A hot
+ * page the transaction left as it was still has its copy in its slot;
+ * one that moves to another entry, or came during the transaction, has
+ * not.
  */
 #define HOT_AGE 16
 static void hot_age(uint64_t n)
@@ -624,11 +629,13 @@ static void hot_age(uint64_t n)
 	bool changed = n > ph.hot_logged || ph.fresh_hi > ph.fresh_lo;
 	int i;
 
-	for (i = 0; (uint64_t)i < ph.hot_logged; i++)
-		if (hot_changed(i)) {
+	for (i = 0; (uint64_t)i < ph.hot_logged; i++) {
+		ph.hot[i].copied = !hot_changed(i);
+		if (!ph.hot[i].copied) {
 			ph.hot[i].last = ph.changes + 1;
 			changed = true;
 		}
+	}
 	if (!changed)
 		return;
 	ph.changes++;
@@ -638,6 +645,7 @@ static void hot_age(uint64_t n)
 
 			protect(p, p + PAGE);
 			ph.hot[i] = ph.hot[--ph.nhot];
+			ph.hot[i].copied = false;
 		} else {
 			i++;
 		}
@@ -700,6 +708,7 @@ void ptx_abort(void)
 
 	need_tx("ptx_abort outside a transaction");
 	n = __atomic_load_n(&ph.undo->count, __ATOMIC_RELAXED);
+	/* hot page i comes back as slot i has it: a copy still */
 	undo_restore(n);
 	__atomic_store_n(&ph.undo->count, 0, __ATOMIC_SEQ_CST);
 	/* the heap grew into them: zero again, as above any top */

@@ -110,12 +110,15 @@ struct ph_view {
 	uint64_t faults, commits, aborts, rollbacks, rollback_pages;
 	uint64_t last_tx_pages, max_tx_pages;
 	/* Hot pages (pheap_set_hot): left writable after the transactions
-	 * that dirtied them, and copied into the undo log at every
+	 * that dirtied them, and logged (entry i for hot[i]) at every
 	 * ptx_begin instead of faulting again.  hot_logged: how many of the
 	 * log's first entries are theirs in the open transaction. */
 	struct hot {
 		uint64_t page; /* page number from PHEAP_BASE */
 		uint64_t last; /* the last commit that changed it */
+		/* undo slot i still holds what the page holds: the last
+		 * commit compared them equal, so ptx_begin need not copy */
+		bool copied;
 	} hot[PHEAP_HOT_MAX];
 	int nhot, hot_limit;
 	uint64_t hot_logged;

@@ -977,6 +977,73 @@ static void test_hot_pages_take_no_fault_and_still_roll_back(void)
 	CHECK(heap_read_only()); /* a successor starts with none hot */
 }
 
+/*
+ * A hot page is copied into its slot only when the slot may not hold it
+ * any more: after a commit that changed it, or once it moved to another
+ * entry (an older hot page aged out).  Either way an abort or a kill
+ * gives back what the page held when the transaction began.
+ */
+static void test_hot_pages_copied_again_only_when_changed(void)
+{
+	struct outcome o;
+	char *a, *b, *c;
+	int i;
+
+	REQUIRE(setup());
+	pheap_set_hot(PHEAP_HOT_MAX);
+	ptx_begin();
+	a = pmalloc(64);
+	b = pmalloc(PG) ? pmalloc(64) : NULL; /* a page apart */
+	c = pmalloc(PG) ? pmalloc(64) : NULL;
+	REQUIRE(CHECK(a && b && c && (uintptr_t)a / PG != (uintptr_t)b / PG &&
+		      (uintptr_t)b / PG != (uintptr_t)c / PG));
+	strcpy(a, "a0");
+	strcpy(b, "b0");
+	strcpy(c, "c0");
+	ptx_commit();
+	ptx_begin();
+	strcpy(a, "a1"); /* faults: a's page becomes hot */
+	ptx_commit();
+	ptx_begin(); /* copies it; nothing changes: still copied */
+	ptx_commit();
+	ptx_begin();
+	strcpy(a, "a2"); /* its slot is stale from here on */
+	ptx_commit();
+	ptx_begin();
+	strcpy(a, "a3");
+	ptx_abort();
+	CHECK(strcmp(a, "a2") == 0);
+	in_child(write_three_and_die, a, &o);
+	REQUIRE(CHECK(killed_by(&o, SIGKILL)));
+	REQUIRE(CHECK_EQ(readopt(), 0));
+	CHECK(strcmp(a, "a2") == 0);
+
+	/* b's page (entry 0) ages out first, and a's (entry 2), left as
+	 * it was, moves into its entry: slot 0 holds b's page, not a's */
+	pheap_set_hot(PHEAP_HOT_MAX);
+	ptx_begin();
+	strcpy(b, "b1");
+	strcpy(c, "c1");
+	strcpy(a, "a4");
+	ptx_commit();
+	ptx_begin();
+	strcpy(a, "a5");
+	strcpy(c, "c2");
+	ptx_commit();
+	REQUIRE(CHECK_UEQ(stats().hot, 3));
+	for (i = 0; i < 64 && stats().hot == 3; i++) {
+		ptx_begin();
+		c[1] = (char)('0' + i % 10); /* changes c only */
+		ptx_commit();
+	}
+	REQUIRE(CHECK_UEQ(stats().hot, 2));
+	ptx_begin();
+	strcpy(a, "a6");
+	ptx_abort();
+	CHECK(strcmp(a, "a5") == 0);
+	CHECK(strcmp(b, "b1") == 0);
+}
+
 /* ---- reply records ---- */
 
 static void record(uint64_t id, const char *s)
@@ -1386,6 +1453,7 @@ int main(int argc, char **argv)
 	UNIT_RUN(test_random_kills_leave_a_committed_state);
 	UNIT_RUN(test_random_kills_with_hot_pages_leave_a_committed_state);
 	UNIT_RUN(test_hot_pages_take_no_fault_and_still_roll_back);
+	UNIT_RUN(test_hot_pages_copied_again_only_when_changed);
 	UNIT_RUN(test_reply_records);
 	UNIT_RUN(test_store_outside_a_transaction_aborts);
 	UNIT_RUN(test_store_by_another_thread_aborts);
