@@ -209,6 +209,8 @@ int seg_open(uint64_t serial, struct perm_cred *c, int accmode, bool attach,
 		if (p->nrefs + proc_tally_attaches(p) >= l.shmseg)
 			return -EMFILE;
 	}
+	if ((err = seg_alloc_memory(s)))
+		return err;
 	h = pcalloc(1, sizeof(*h));
 	if (!h)
 		return -ENOMEM;

@@ -395,7 +395,7 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	struct seg_limits l;
 	uint64_t page = Tcfg.page_size, pages;
 	struct seg *s;
-	int slot, err;
+	int slot;
 	uint16_t seq;
 
 	seg_limits_now(&l);
@@ -424,11 +424,7 @@ static int seg_create(key_t key, uint64_t size, int flags,
 	s->memfd = -1;
 	s->pages = pages;
 	s->ds.segsz = size;
-	err = seg_alloc_memory(s);
-	if (err) {
-		pfree(s);
-		return err;
-	}
+	s->has_memory = s->unmade = true; /* made at the first open */
 
 	seq = T.slots[slot].seq % SEQ_MAX + 1; /* 1..SEQ_MAX: never id 0 */
 	T.slots[slot].seq = seq;

@@ -132,9 +132,9 @@ uint64_t seg_view_bytes(const struct seg_view *v);
  * are part of what it takes over).
  */
 #ifndef SHMFS_TEST_OTHER_FORMAT
-#define SEG_TABLE_FORMAT (0x73686d7400050000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d7400060000ULL | SHMFS_PROTO_VERSION)
 #else /* build/progs/shmfs_other_format, which the tests try to upgrade to */
-#define SEG_TABLE_FORMAT (0x73686d74ff050000ULL | SHMFS_PROTO_VERSION)
+#define SEG_TABLE_FORMAT (0x73686d74ff060000ULL | SHMFS_PROTO_VERSION)
 #endif
 
 /* A new table, in a new persistent heap (its memfd: seg_heap_fd). */

@@ -110,7 +110,10 @@ struct seg {
 	uint64_t handles;
 	uint64_t nlookup;
 	int slot;
-	bool has_memory; /* not given back yet */
+	bool has_memory; /* counted in tot_pages, not given back yet */
+	/* Its memory (a memfd, a range of the arena) is made at its first
+	 * open, so that a segment nobody opens costs no memfd. */
+	bool unmade;
 	uint64_t offset; /* of its range in the arena */
 	struct extent *spare; /* its range's free-list node, for the free */
 	int backing; /* passthrough backing id, or 0: served by the daemon */

@@ -142,6 +142,10 @@ void seg_release_memory(struct seg *s)
 	s->has_memory = false;
 	/* as Linux: a segment counts against shmall until it is freed */
 	T.tot_pages -= s->pages;
+	if (s->unmade) {
+		s->unmade = false;
+		return;
+	}
 	if (s->backing || s->solo) {
 		/* no room to wait for the commit: close it now (a server
 		 * killed before the commit then leaves a dead id) */
@@ -329,18 +333,29 @@ static int seg_solo_new(struct seg *s)
 	return 0;
 }
 
-/* The memory of a new segment: backing when it can, else the arena. */
+/*
+ * A segment's memory, made at its first open: backing when it can, else
+ * the arena.  Nothing changes on error (-ENOMEM: out of memory or of
+ * descriptors), and the next open tries again.
+ */
 int seg_alloc_memory(struct seg *s)
 {
-	int err = seg_backing_new(s);
+	int err;
 
+	if (!s->unmade)
+		return 0;
+	err = seg_backing_new(s);
 	if (err == -ENOTSUP) {
 		err = arena_take(s);
 		if (err == -ENOSPC)
 			err = seg_solo_new(s);
 	}
-	s->has_memory = !err;
-	return err;
+	if (err)
+		return err == -ENOSPC || err == -EMFILE || err == -ENFILE
+			       ? -ENOMEM
+			       : err;
+	s->unmade = false;
+	return 0;
 }
 
 /*
@@ -390,7 +405,7 @@ static uint64_t memfd_bytes(const struct seg *s)
 
 static uint64_t seg_bytes(const struct seg *s)
 {
-	if (!s->has_memory)
+	if (!s->has_memory || s->unmade)
 		return 0;
 	if (s->backing || s->solo)
 		return memfd_bytes(s);
@@ -403,7 +418,7 @@ static uint64_t seg_bytes(const struct seg *s)
  */
 void segmem_view(const struct seg *s, struct seg_view *v)
 {
-	bool arena = s->has_memory && !s->backing && !s->solo;
+	bool arena = s->has_memory && !s->unmade && !s->backing && !s->solo;
 
 	v->bytes = arena ? 0 : seg_bytes(s);
 	v->arena_off = arena ? s->offset : 0;
@@ -451,7 +466,7 @@ void segmem_stats(struct seg_stats *st)
 	st->passthrough = st->arena = st->unmeasured = 0;
 	for (b = 0; b < SERIAL_BUCKETS; b++)
 		for (s = T.by_serial[b]; s; s = s->serial_next) {
-			if (!s->has_memory)
+			if (!s->has_memory || s->unmade)
 				continue;
 			if (!s->backing) { /* served by the daemon */
 				st->arena++;

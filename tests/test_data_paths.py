@@ -134,6 +134,8 @@ def test_passthrough_mapping_outlives_the_daemon(shmfs_factory):
     c = m.client()
     pages = 256
     shmid = c.shmget(IPC_PRIVATE, pages * PAGE, 0o600)
+    with c.attach(shmid):  # its memory is made at the first open
+        pass
     assert m.stats()["passthrough"] == 1
     c.close()
     code = CHILD % {"here": HERE, "root": m.root, "shmid": shmid,

@@ -35,6 +35,15 @@ static uint64_t data_bytes(int fd, uint64_t off, uint64_t len)
 	return n;
 }
 
+/* An open that makes the segment's memory, and nothing else. */
+static void open_release(int id)
+{
+	struct seg_handle *h;
+
+	if (CHECK_EQ(open_id(id, 700, false, &h), 0))
+		seg_release(h);
+}
+
 static void test_segments_have_their_own_memory(void)
 {
 	struct seg_handle *ha, *hb, *ha2, *hc;
@@ -176,8 +185,9 @@ static void test_backing_memfd_is_sealed_at_segsz(void)
 	setup_backing(0, 100, NULL);
 	a = get(KEY, PAGE + 5, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0));
-	CHECK_EQ(fb.opens, 1);
+	CHECK_EQ(fb.opens, 0); /* made at the first open */
 	REQUIRE(CHECK_EQ(open_id(a, 700, false, &h), 0));
+	CHECK_EQ(fb.opens, 1);
 	CHECK_EQ(seg_handle_backing(h), 1);
 	fd = fb.open[1];
 	REQUIRE(CHECK(fd >= 0));
@@ -210,6 +220,8 @@ static void test_backing_over_budget_is_unmeasured(void)
 	a = get(KEY, 3 * PAGE, IPC_CREAT | 0600);
 	b = get(KEY + 1, 2 * PAGE, IPC_CREAT | 0600);
 	REQUIRE(CHECK(a > 0 && b > 0));
+	open_release(a);
+	open_release(b);
 	CHECK_UEQ(stats().passthrough, 2);
 	CHECK_UEQ(stats().unmeasured, 1);
 	/* the one not kept counts as all of its pages */
@@ -231,27 +243,60 @@ static void test_backing_refused_falls_back_to_the_arena(void)
 	REQUIRE(CHECK(a > 0));
 	b = get(KEY + 1, PAGE, IPC_CREAT | 0600);
 	REQUIRE(CHECK(b > 0));
+	open_release(a);
 	/* asked once, never again */
-	CHECK_EQ(fb.opens, 1);
 	REQUIRE(CHECK_EQ(open_id(b, 700, false, &h), 0));
+	CHECK_EQ(fb.opens, 1);
 	CHECK_EQ(seg_handle_backing(h), 0);
 	CHECK_UEQ(stats().arena, 2);
 	seg_release(h);
 	fb_fini();
 }
 
-static void test_backing_out_of_memory_fails_the_shmget(void)
+/*
+ * A segment's memory is made at its first open, not at shmget: one that
+ * is removed unopened never costs a memfd.  Out of memory (or of
+ * descriptors) then, the open fails with ENOMEM and changes nothing; the
+ * next open asks again.
+ */
+static void test_memory_is_made_at_the_first_open(void)
 {
+	struct seg_handle *h, *h2;
+	int a, b;
+
 	setup_backing(-ENOMEM, 100, NULL);
-	CHECK_EQ(get(KEY, PAGE, IPC_CREAT | 0600), -ENOMEM);
-	CHECK_EQ(get(KEY, PAGE, 0600), -ENOENT);
-	CHECK_UEQ(stats().used, 0);
+	a = get(KEY, 2 * PAGE, IPC_CREAT | 0600);
+	REQUIRE(CHECK(a > 0));
+	CHECK_UEQ(stats().tot_pages, 2);
+	CHECK_UEQ(stats().passthrough + stats().arena, 0);
+	CHECK_UEQ(stats().memory, 0);
+	CHECK_EQ(fb.opens, 0);
+	CHECK_EQ(open_id(a, 700, false, &h), -ENOMEM);
+	CHECK_EQ(fb.opens, 1);
+	CHECK_UEQ(stats().handles, 0);
+	CHECK_UEQ(stats().passthrough + stats().arena, 0);
+	CHECK_EQ(get(KEY, PAGE, 0600), a);
+	fb.answer = 0;
+	REQUIRE(CHECK_EQ(open_id(a, 700, false, &h), 0));
+	REQUIRE(CHECK_EQ(open_id(a, 701, false, &h2), 0));
+	CHECK_EQ(fb.opens, 2); /* once */
+	CHECK_EQ(seg_handle_backing(h2), seg_handle_backing(h));
+	CHECK_UEQ(stats().passthrough, 1);
+	seg_release(h);
+	seg_release(h2);
+
+	/* removed unopened: its pages count no more, nothing to close */
+	b = get(IPC_PRIVATE, 3 * PAGE, 0600);
+	REQUIRE(CHECK(b > 0));
+	CHECK_UEQ(stats().tot_pages, 5);
+	CHECK_EQ(rmid(b), 0);
+	CHECK_UEQ(stats().tot_pages, 2);
+	CHECK_EQ(fb.opens, 2);
+	CHECK_UEQ(stats().objects, 1);
+	CHECK_EQ(rmid(a), 0);
+	CHECK_EQ(fb.closes, 1);
 	CHECK_UEQ(stats().tot_pages, 0);
 	CHECK_UEQ(stats().objects, 0);
-	/* and is asked again next time */
-	fb.answer = 0;
-	CHECK(get(KEY, PAGE, IPC_CREAT | 0600) > 0);
-	CHECK_EQ(fb.opens, 2);
 	fb_fini();
 }
 
@@ -287,8 +332,9 @@ static void test_arena_ranges_are_reused_huge_ones_stand_alone(void)
 	REQUIRE(CHECK_EQ(open_id(b, 700, false, &h), 0));
 	off_b = seg_handle_offset(h);
 	seg_release(h);
-	d = get(IPC_PRIVATE, PAGE, 0600);	/* after b */
+	d = get(IPC_PRIVATE, PAGE, 0600);
 	REQUIRE(CHECK(d > 0));
+	open_release(d);			/* after b */
 	CHECK_EQ(rmid(b), 0);
 	c = get(IPC_PRIVATE, 2 * PAGE, 0600);	/* in b's place */
 	REQUIRE(CHECK(c > 0));
@@ -411,7 +457,7 @@ int main(void)
 	UNIT_RUN(test_backing_memfd_is_sealed_at_segsz);
 	UNIT_RUN(test_backing_over_budget_is_unmeasured);
 	UNIT_RUN(test_backing_refused_falls_back_to_the_arena);
-	UNIT_RUN(test_backing_out_of_memory_fails_the_shmget);
+	UNIT_RUN(test_memory_is_made_at_the_first_open);
 	UNIT_RUN(test_arena_ranges_are_reused_huge_ones_stand_alone);
 	UNIT_RUN(test_commit_room_as_the_kernel_overcommit);
 	seg_fini();
