@@ -487,12 +487,18 @@ class Table:
         """One entry read under its seqlock -> dict (seq, live, key_next,
         perm_gen, ds, base, base_stamp, base_lpid, holders)."""
         off = TABLE_ENTRIES_OFF + slot * TABLE_ENTRY_SIZE
+        def seq_now():
+            return TABLE_ENTRY_HEAD.unpack_from(
+                os.pread(self.fd, TABLE_ENTRY_HEAD.size, off))[0]
+
         for _ in range(tries):
+            # seq before and after, each a read of its own: one read of
+            # the whole entry may copy its end before its start
+            first = seq_now()
             raw = os.pread(self.fd, TABLE_ENTRY_SIZE, off)
             seq, live, key_next, perm_gen = TABLE_ENTRY_HEAD.unpack_from(raw)
-            again = TABLE_ENTRY_HEAD.unpack_from(
-                os.pread(self.fd, TABLE_ENTRY_HEAD.size, off))[0]
-            if seq % 2 == 0 and again == seq:
+            again = seq_now()
+            if seq % 2 == 0 and first == seq and again == seq:
                 ds = dict(zip(DS_FIELDS, DS.unpack_from(raw, TABLE_ENTRY_HEAD.size)))
                 tail = TABLE_ENTRY_TAIL.unpack_from(
                     raw, TABLE_ENTRY_HEAD.size + DS.size)
