@@ -617,16 +617,19 @@ bool ptx_dirty(void)
 /*
  * At the end of a transaction that logged n pages: hot pages it changed
  * are fresh again; one that no transaction changing anything changed in
- * HOT_AGE of them goes back to read-only (the pages of other work take
+ * HOT_AGE of them goes back to read-only, in HOT_AGE_FULL of them while
+ * there are as many hot pages as allowed (the pages of other work take
  * its place).  Transactions that only read do not age anything.  A hot
- * page the transaction left as it was still has its copy in its slot;
- * one that moves to another entry, or came during the transaction, has
- * not.
+ * page the transaction left as it was still has its copy in its slot
+ * (it costs a compare, not a copy); one that moves to another entry, or
+ * came during the transaction, has not.
  */
-#define HOT_AGE 16
+#define HOT_AGE 256
+#define HOT_AGE_FULL 16
 static void hot_age(uint64_t n)
 {
 	bool changed = n > ph.hot_logged || ph.fresh_hi > ph.fresh_lo;
+	uint64_t age = ph.nhot < ph.hot_limit ? HOT_AGE : HOT_AGE_FULL;
 	int i;
 
 	for (i = 0; (uint64_t)i < ph.hot_logged; i++) {
@@ -640,7 +643,7 @@ static void hot_age(uint64_t n)
 		return;
 	ph.changes++;
 	for (i = 0; i < ph.nhot;)
-		if (ph.changes - ph.hot[i].last > HOT_AGE) {
+		if (ph.changes - ph.hot[i].last > age) {
 			char *p = BASE + ph.hot[i].page * PAGE;
 
 			protect(p, p + PAGE);

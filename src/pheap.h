@@ -154,14 +154,14 @@ bool ptx_dirty(void);
 /*
  * Up to `pages` pages (0, the default, .. PHEAP_HOT_MAX) that
  * transactions keep dirtying stay writable between transactions, and
- * every ptx_begin copies them into the undo log instead of taking a write
+ * ptx_begin copies them into the undo log instead of taking a write
  * fault (about 10 us) for each in each transaction: what a busy table
- * keeps changing costs a memcpy.  The price: a store to a hot page
- * outside a transaction is no longer caught (0 keeps every page
- * read-only, to find such stores), and ptx_dirty compares the hot pages
- * with their copies.  A hot page that 16 transactions in a row changing
- * anything left alone
- * goes back to read-only.  Outside a transaction.
+ * keeps changing costs a memcpy, and only when the last transaction
+ * changed it.  The price: a store to a hot page outside a transaction is
+ * no longer caught (0 keeps every page read-only, to find such stores),
+ * and the commit compares the hot pages with their copies.  A hot page
+ * that 256 transactions in a row changing anything left alone goes back
+ * to read-only, after 16 while `pages` are hot.  Outside a transaction.
  */
 void pheap_set_hot(int pages);  /* again after each create or adopt */
 

@@ -1031,7 +1031,7 @@ static void test_hot_pages_copied_again_only_when_changed(void)
 	strcpy(c, "c2");
 	ptx_commit();
 	REQUIRE(CHECK_UEQ(stats().hot, 3));
-	for (i = 0; i < 64 && stats().hot == 3; i++) {
+	for (i = 0; i < 1000 && stats().hot == 3; i++) {
 		ptx_begin();
 		c[1] = (char)('0' + i % 10); /* changes c only */
 		ptx_commit();
@@ -1042,6 +1042,60 @@ static void test_hot_pages_copied_again_only_when_changed(void)
 	ptx_abort();
 	CHECK(strcmp(a, "a5") == 0);
 	CHECK(strcmp(b, "b1") == 0);
+}
+
+/*
+ * A hot page no transaction changes stays hot for a long time while
+ * there is room for more (it costs a compare), and goes back to
+ * read-only soon once there is none, so that pages of other work can
+ * take its place.
+ */
+static void test_hot_pages_age_slowly_unless_the_set_is_full(void)
+{
+	uint64_t faults, hot;
+	char *a, *b, *c;
+	int i;
+
+	REQUIRE(setup());
+	ptx_begin();
+	a = pmalloc(64);
+	b = pmalloc(PG) ? pmalloc(64) : NULL;
+	c = pmalloc(PG) ? pmalloc(64) : NULL;
+	REQUIRE(CHECK(a && b && c));
+	ptx_commit();
+	pheap_set_hot(PHEAP_HOT_MAX);
+	ptx_begin();
+	strcpy(a, "a");
+	strcpy(b, "b");
+	strcpy(c, "c");
+	ptx_commit();
+	hot = stats().hot;
+	REQUIRE(CHECK_UEQ(hot, 3));
+	for (i = 0; i < 100; i++) {
+		ptx_begin();
+		c[0] = (char)('0' + i % 10);
+		ptx_commit();
+	}
+	CHECK_UEQ(stats().hot, hot); /* room: a and b stay */
+
+	/* no room (two hot pages at most): a and b give way to c */
+	pheap_set_hot(2);
+	ptx_begin();
+	strcpy(a, "A");
+	strcpy(b, "B");
+	ptx_commit();
+	faults = stats().faults;
+	for (i = 0; i < 40; i++) {
+		ptx_begin();
+		c[0] = (char)('0' + i % 10);
+		ptx_commit();
+	}
+	CHECK(stats().faults - faults < 30); /* c turned hot on the way */
+	ptx_begin();
+	faults = stats().faults;
+	c[0] = 'x';
+	ptx_commit();
+	CHECK_UEQ(stats().faults, faults);
 }
 
 /* ---- reply records ---- */
@@ -1454,6 +1508,7 @@ int main(int argc, char **argv)
 	UNIT_RUN(test_random_kills_with_hot_pages_leave_a_committed_state);
 	UNIT_RUN(test_hot_pages_take_no_fault_and_still_roll_back);
 	UNIT_RUN(test_hot_pages_copied_again_only_when_changed);
+	UNIT_RUN(test_hot_pages_age_slowly_unless_the_set_is_full);
 	UNIT_RUN(test_reply_records);
 	UNIT_RUN(test_store_outside_a_transaction_aborts);
 	UNIT_RUN(test_store_by_another_thread_aborts);
