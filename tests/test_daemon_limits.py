@@ -150,8 +150,16 @@ def _poke(name, value):
         f.write(str(value))
 
 
+@pytest.mark.parametrize("source", ["ipc_info", "proc"])
 @pytest.mark.parametrize("name", ["shmmax", "shmmni"])
-def test_default_limit_follows_a_live_host_change(shmfs, client, name):
+def test_default_limit_follows_a_live_host_change(shmfs_factory, monkeypatch,
+                                                  name, source):
+    """Read from the kernel's shmctl(IPC_INFO), or from /proc/sys where
+    that is missing (SHMFS_TEST_NO_IPC_INFO=1): either way the change a
+    sysctl makes counts at the next call."""
+    if source == "proc":
+        monkeypatch.setenv("SHMFS_TEST_NO_IPC_INFO", "1")
+    client = shmfs_factory().client()
     # a change small enough not to disturb anyone else on the host
     old = proc_value(name)
     try:
