@@ -242,6 +242,32 @@ def test_other_user_cannot_read_0600_segment_with_cat(shmfs, client):
     assert "Permission denied" in r.stderr
 
 
+def _made(m):
+    st = m.stats()
+    return st["passthrough"] + st["arena"]
+
+
+def test_refused_opens_make_no_memory(shmfs, client):
+    """A segment's memory is made at its first open, after the permission
+    check: a stranger's refused attaches and opens, in every mode, make
+    none; the first open that is allowed makes it, once."""
+    shmid = make(client, 0o600, size=3 * 4096)
+    made = _made(shmfs)
+    assert attach_results(shmfs, shmid) == ["EACCES", "EACCES"]
+    path = shmfs.seg_path(KEY, shmid)
+    for argv in (["cat", path], ["sh", "-c", "echo x >> " + path],
+                 ["sh", "-c", "echo x 1<> " + path]):
+        r = shmfs.as_user(argv)
+        assert r.returncode != 0 and "ermission denied" in r.stderr, r
+    assert _made(shmfs) == made
+    client.set(shmid, 0, 0, 0o604)
+    assert attach_results(shmfs, shmid) == ["ok", "EACCES"]
+    assert _made(shmfs) == made + 1
+    with open(path, "rb") as f:
+        assert f.read(4) == bytes(4)
+    assert _made(shmfs) == made + 1
+
+
 def test_shm_lock_by_stranger_is_eperm(shmfs, client):
     shmid = make(client, 0o666, uid=OWNER, gid=OGROUP)
     res, _ = shmfs.script(["lock", shmid], ["unlock", shmid], uid=STRANGER)
